@@ -1,0 +1,40 @@
+//! Documented exit codes, so scripts can tell a bad argument from a corrupt stream.
+
+use std::process::ExitCode;
+
+/// The exit statuses lvmsync uses; listed in `lvmsync --help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// Any other failure.
+    Failure = 1,
+    /// Bad usage, or a subcommand that is not implemented yet.
+    Usage = 2,
+    /// The source (snapshot, metadata, image) is unusable or corrupt.
+    Source = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// Pick the exit code for an error by the library error at the root of its chain.
+pub fn classify(err: &anyhow::Error) -> Exit {
+    use lvmsync::Error;
+    match err.downcast_ref::<Error>() {
+        Some(Error::NotImplemented(_) | Error::InvalidArgument(_)) => Exit::Usage,
+        Some(Error::Corrupt { .. } | Error::Unusable { .. }) => Exit::Source,
+        _ => Exit::Failure,
+    }
+}
+
+/// The help text's exit-code table.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  other failure (I/O, device-mapper, lvm2)
+  2  usage error, or a subcommand that is not implemented yet
+  3  the source is unusable or its metadata is corrupt (run a full sync)";

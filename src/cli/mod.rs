@@ -1,0 +1,73 @@
+//! Argument parsing and dispatch. Each subcommand lives in its own file.
+
+mod diff;
+mod exit;
+mod planned;
+mod probe;
+
+use clap::{Parser, Subcommand};
+use exit::Exit;
+use std::process::ExitCode;
+
+/// Mirror Linux block devices by their changes only.
+///
+/// lvmsync reads which extents changed straight from device-mapper metadata (classic COW
+/// snapshots and thin snapshots), streams just those, and commits them atomically at the
+/// destination.
+#[derive(Debug, Parser)]
+#[command(name = "lvmsync", version, after_help = exit::EXIT_CODES_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what lvmsync sees of a device: kind, size, dm name, UUIDs, origin/pool, chunk size
+    Probe(probe::ProbeArgs),
+    /// List the extents that changed, from snapshot metadata or a block-hash compare
+    Diff(diff::DiffArgs),
+    /// Write a delta stream of the changes to a file, stdout, ssh, tls:// or quic://
+    Send(planned::PlannedArgs),
+    /// Apply a delta stream read from stdin to a device or file, atomically
+    Receive(planned::PlannedArgs),
+    /// Apply a delta file to a device or file, atomically
+    Apply(planned::PlannedArgs),
+    /// Compare source and destination by hash tree and list (or repair) differing ranges
+    Verify(planned::PlannedArgs),
+    /// Replicate continuously into an NBD server
+    Mirror(planned::PlannedArgs),
+    /// Serve a destination over NBD
+    Serve(planned::PlannedArgs),
+    /// Mount a delta, snapshot or point-in-time view as a directory of changed-extent files
+    View(planned::PlannedArgs),
+    /// Restore an earlier state of a destination from its snapback journal
+    Rollback(planned::PlannedArgs),
+    /// Finish or undo an interrupted apply
+    Recover(planned::PlannedArgs),
+}
+
+/// Parse arguments, run the subcommand, and turn its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Probe(a) => probe::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Send(a) => planned::run("lvmsync send", a),
+        Command::Receive(a) => planned::run("lvmsync receive", a),
+        Command::Apply(a) => planned::run("lvmsync apply", a),
+        Command::Verify(a) => planned::run("lvmsync verify", a),
+        Command::Mirror(a) => planned::run("lvmsync mirror", a),
+        Command::Serve(a) => planned::run("lvmsync serve", a),
+        Command::View(a) => planned::run("lvmsync view", a),
+        Command::Rollback(a) => planned::run("lvmsync rollback", a),
+        Command::Recover(a) => planned::run("lvmsync recover", a),
+    };
+    match result {
+        Ok(()) => Exit::Ok.into(),
+        Err(err) => {
+            eprintln!("lvmsync: error: {err:#}");
+            exit::classify(&err).into()
+        }
+    }
+}

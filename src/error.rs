@@ -1,0 +1,71 @@
+//! The library's one error type.
+//!
+//! Every message names the device or file involved and, where there is one, the fix
+//! (for example "run a full sync"), because the person reading it is a storage admin
+//! at a terminal, not a developer with a debugger.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the lvmsync library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named file or device.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or device being read or written.
+        path: PathBuf,
+        /// The underlying OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Metadata (COW store, thin-pool metadata, ...) that does not parse or fails a check.
+    #[error("{source_name}: corrupt {what}: {detail}")]
+    Corrupt {
+        /// The device or file the metadata came from.
+        source_name: String,
+        /// Which structure was bad ("thin-pool metadata", "snapshot exception store", ...).
+        what: &'static str,
+        /// What exactly was wrong, and where.
+        detail: String,
+    },
+
+    /// Input that is well-formed but that lvmsync cannot use, with what to do instead.
+    #[error("{source_name}: {reason}")]
+    Unusable {
+        /// The device or file concerned.
+        source_name: String,
+        /// Why it can't be used and what to do about it.
+        reason: String,
+    },
+
+    /// Invalid arguments: ranges that overlap, block sizes that are not powers of two, ...
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// A device-mapper or lvm2 operation failed.
+    #[error("{device}: {detail}")]
+    Device {
+        /// The dm or LVM name of the device.
+        device: String,
+        /// What failed, and the fix where one is known.
+        detail: String,
+    },
+
+    /// A feature whose issue has not landed yet.
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
+}
+
+/// Shorthand for results carrying [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wrap an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
