@@ -1,0 +1,140 @@
+//! Where 4 KiB thin-pool metadata blocks come from.
+//!
+//! The readers above this module are pure over bytes: they ask a [`MetadataSource`] for block
+//! *n* and decode what comes back. A file or device opened normally ([`FileSource`]), an
+//! in-memory image ([`MemorySource`], for tests and fuzzing) and the live `_tmeta` device read
+//! with `O_DIRECT` (in [`super::live`]) all implement it.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// The size of one metadata block; thin-pool metadata always uses 4 KiB blocks (8 sectors).
+pub const METADATA_BLOCK_SIZE: usize = 4096;
+
+/// One metadata block's bytes.
+pub type Block = [u8; METADATA_BLOCK_SIZE];
+
+/// A readable array of 4 KiB metadata blocks.
+pub trait MetadataSource {
+    /// The file or device name, for error messages.
+    fn name(&self) -> &str;
+    /// How many whole blocks the source holds.
+    fn nr_blocks(&self) -> u64;
+    /// Read block `n` into `buf`; a block past the end is a [`Error::Corrupt`] error.
+    fn read_block(&self, n: u64, buf: &mut Block) -> Result<()>;
+}
+
+/// The error for a block number past the end of `src`.
+pub(crate) fn past_end(name: &str, n: u64, nr_blocks: u64) -> Error {
+    Error::Corrupt {
+        source_name: name.to_string(),
+        what: "thin-pool metadata",
+        detail: format!(
+            "block {n} is past the end of the metadata ({nr_blocks} blocks); \
+             the copy may be truncated: take a new copy, or run a full sync"
+        ),
+    }
+}
+
+/// Thin-pool metadata in a regular file or a block device, read with `pread`.
+#[derive(Debug)]
+pub struct FileSource {
+    file: File,
+    name: String,
+    nr_blocks: u64,
+}
+
+impl FileSource {
+    /// Open `path` read-only; its size (file length or device size) bounds every read.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::Unusable {
+                source_name: path.display().to_string(),
+                reason: "is a directory, not thin-pool metadata".into(),
+            });
+        }
+        // Seeking to the end gives the size of block devices too (metadata().len() is 0 there).
+        let len = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(FileSource {
+            file,
+            name: path.display().to_string(),
+            nr_blocks: len / METADATA_BLOCK_SIZE as u64,
+        })
+    }
+}
+
+impl MetadataSource for FileSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn nr_blocks(&self) -> u64 {
+        self.nr_blocks
+    }
+
+    fn read_block(&self, n: u64, buf: &mut Block) -> Result<()> {
+        if n >= self.nr_blocks {
+            return Err(past_end(&self.name, n, self.nr_blocks));
+        }
+        self.file
+            .read_exact_at(buf, n * METADATA_BLOCK_SIZE as u64)
+            .map_err(|e| Error::io(&self.name, e))
+    }
+}
+
+/// Thin-pool metadata held in memory: for tests, fuzzing and synthetic trees.
+#[derive(Debug, Clone)]
+pub struct MemorySource {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+impl MemorySource {
+    /// Wrap `bytes` (a trailing partial block is ignored) under `name`.
+    pub fn new(name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        MemorySource {
+            name: name.into(),
+            bytes,
+        }
+    }
+}
+
+impl MetadataSource for MemorySource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn nr_blocks(&self) -> u64 {
+        (self.bytes.len() / METADATA_BLOCK_SIZE) as u64
+    }
+
+    fn read_block(&self, n: u64, buf: &mut Block) -> Result<()> {
+        if n >= self.nr_blocks() {
+            return Err(past_end(&self.name, n, self.nr_blocks()));
+        }
+        let start = n as usize * METADATA_BLOCK_SIZE;
+        buf.copy_from_slice(&self.bytes[start..start + METADATA_BLOCK_SIZE]);
+        Ok(())
+    }
+}
+
+/// Little-endian `u32` at `off`; callers pass offsets already checked against the block size.
+pub(crate) fn le_u32(b: &[u8], off: usize) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(v)
+}
+
+/// Little-endian `u64` at `off`; callers pass offsets already checked against the block size.
+pub(crate) fn le_u64(b: &[u8], off: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(v)
+}
