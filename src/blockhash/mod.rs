@@ -46,7 +46,7 @@ pub struct BlockHashes {
 /// Check that `block_size` is a power of two between 512 bytes and [`MAX_BLOCK_SIZE`].
 pub fn check_block_size(block_size: Bytes) -> Result<()> {
     let b = block_size.0;
-    if b.is_power_of_two() && b >= 512 && b <= MAX_BLOCK_SIZE.0 {
+    if b.is_power_of_two() && (512..=MAX_BLOCK_SIZE.0).contains(&b) {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
