@@ -52,6 +52,34 @@ pub enum Error {
         detail: String,
     },
 
+    /// A delta stream or undo journal that fails a check: truncated, corrupted, tampered
+    /// with, or of a format version this build does not read.
+    #[error("{stream}: {detail}")]
+    Integrity {
+        /// The stream or journal ("stdin", a path).
+        stream: String,
+        /// What failed, where, and what was done about the destination.
+        detail: String,
+    },
+
+    /// The destination's recorded state is not the state a delta applies to.
+    #[error("{dest}: {detail}")]
+    BaseMismatch {
+        /// The destination device or file.
+        dest: String,
+        /// Both fingerprints and the fix (apply the missing deltas, a full sync, or --force).
+        detail: String,
+    },
+
+    /// The destination cannot take the stream: too small, missing, no journal space, ...
+    #[error("{dest}: {detail}")]
+    Destination {
+        /// The destination device or file.
+        dest: String,
+        /// What is wrong and the fix.
+        detail: String,
+    },
+
     /// A feature whose issue has not landed yet.
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),

@@ -7,6 +7,8 @@
 //! - [`cow`]: reader for a classic snapshot's persistent exception store (`-cow` device).
 //! - [`thin`]: reader for thin-pool metadata and the shared-subtree-skipping diff of two thin devices.
 //! - [`blockhash`]: the fallback change source: blake3 per block over two images or devices.
+//! - [`journal`]: the undo-journaled receiver: apply, recover, destination state.
+//! - [`stream`]: the versioned, checksummed delta stream format and the send pipeline.
 //! - [`dm`]: device discovery through device-mapper (tables, status, messages) and the lvm2 CLI.
 //!
 //! Format readers are pure over bytes (no device I/O inside), so they are tested and fuzzed
@@ -17,6 +19,8 @@ pub mod changeset;
 pub mod cow;
 pub mod dm;
 pub mod error;
+pub mod journal;
+pub mod stream;
 pub mod thin;
 pub mod units;
 

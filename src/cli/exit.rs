@@ -13,6 +13,12 @@ pub enum Exit {
     Usage = 2,
     /// The source (snapshot, metadata, image) is unusable or corrupt.
     Source = 3,
+    /// The destination can't take the stream (missing, too small, no journal space).
+    Destination = 4,
+    /// A stream or journal failed verification (truncated, corrupted, unknown version).
+    Integrity = 5,
+    /// The destination does not hold the delta's base state.
+    BaseMismatch = 7,
 }
 
 impl From<Exit> for ExitCode {
@@ -27,6 +33,9 @@ pub fn classify(err: &anyhow::Error) -> Exit {
     match err.downcast_ref::<Error>() {
         Some(Error::NotImplemented(_) | Error::InvalidArgument(_)) => Exit::Usage,
         Some(Error::Corrupt { .. } | Error::Unusable { .. }) => Exit::Source,
+        Some(Error::Destination { .. }) => Exit::Destination,
+        Some(Error::Integrity { .. }) => Exit::Integrity,
+        Some(Error::BaseMismatch { .. }) => Exit::BaseMismatch,
         _ => Exit::Failure,
     }
 }
@@ -37,4 +46,9 @@ Exit codes:
   0  success
   1  other failure (I/O, device-mapper, lvm2)
   2  usage error, or a subcommand that is not implemented yet
-  3  the source is unusable or its metadata is corrupt (run a full sync)";
+  3  the source is unusable or its metadata is corrupt (run a full sync)
+  4  the destination can't take the stream (missing, too small, no journal space)
+  5  a delta stream or journal failed verification (truncated, corrupted, unknown version);
+     the destination was left unchanged
+  6  a network transport failed
+  7  the destination does not hold the delta's base state (apply missing deltas or --force)";

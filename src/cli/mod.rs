@@ -1,9 +1,13 @@
 //! Argument parsing and dispatch. Each subcommand lives in its own file.
 
+mod apply;
 mod diff;
 mod exit;
 mod planned;
 mod probe;
+mod receive;
+mod recover;
+mod send;
 
 use clap::{Parser, Subcommand};
 use exit::Exit;
@@ -28,11 +32,11 @@ enum Command {
     /// List the extents that changed, from snapshot metadata or a block-hash compare
     Diff(diff::DiffArgs),
     /// Write a delta stream of the changes to a file, stdout, ssh, tls:// or quic://
-    Send(planned::PlannedArgs),
+    Send(send::SendArgs),
     /// Apply a delta stream read from stdin to a device or file, atomically
-    Receive(planned::PlannedArgs),
+    Receive(receive::ReceiveArgs),
     /// Apply a delta file to a device or file, atomically
-    Apply(planned::PlannedArgs),
+    Apply(apply::ApplyCmdArgs),
     /// Compare source and destination by hash tree and list (or repair) differing ranges
     Verify(planned::PlannedArgs),
     /// Replicate continuously into an NBD server
@@ -44,7 +48,7 @@ enum Command {
     /// Restore an earlier state of a destination from its snapback journal
     Rollback(planned::PlannedArgs),
     /// Finish or undo an interrupted apply
-    Recover(planned::PlannedArgs),
+    Recover(recover::RecoverArgs),
 }
 
 /// Parse arguments, run the subcommand, and turn its outcome into an exit code.
@@ -53,15 +57,15 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Probe(a) => probe::run(a),
         Command::Diff(a) => diff::run(a),
-        Command::Send(a) => planned::run("lvmsync send", a),
-        Command::Receive(a) => planned::run("lvmsync receive", a),
-        Command::Apply(a) => planned::run("lvmsync apply", a),
+        Command::Send(a) => send::run(a),
+        Command::Receive(a) => receive::run(a),
+        Command::Apply(a) => apply::run(a),
         Command::Verify(a) => planned::run("lvmsync verify", a),
         Command::Mirror(a) => planned::run("lvmsync mirror", a),
         Command::Serve(a) => planned::run("lvmsync serve", a),
         Command::View(a) => planned::run("lvmsync view", a),
         Command::Rollback(a) => planned::run("lvmsync rollback", a),
-        Command::Recover(a) => planned::run("lvmsync recover", a),
+        Command::Recover(a) => recover::run(a),
     };
     match result {
         Ok(()) => Exit::Ok.into(),

@@ -1,0 +1,24 @@
+//! `lvmsync recover`: finish or undo an interrupted apply (also run by receive/apply).
+
+use clap::Args;
+use lvmsync::journal::{recover, DestPaths};
+use std::path::PathBuf;
+
+/// Arguments of `lvmsync recover`.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The destination device or image file.
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+    /// Directory of undo journals and destination state files.
+    #[arg(long, default_value = lvmsync::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+}
+
+/// Run `lvmsync recover`.
+pub fn run(args: &RecoverArgs) -> anyhow::Result<()> {
+    let paths = DestPaths::new(&args.state_dir, &args.dest)?;
+    let outcome = recover(&paths)?;
+    println!("{}: {outcome}", args.dest.display());
+    Ok(())
+}

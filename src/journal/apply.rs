@@ -1,0 +1,323 @@
+//! The journaled receiver: verify a stream record by record and commit it atomically.
+//!
+//! Choice (see `docs/stream-format.md`): each record is fully verified (CRC, bounds, order,
+//! blake3 of the plain bytes) before its bytes may reach the destination, and the old
+//! contents of every range are made durable in the undo journal before it is overwritten.
+//! If anything fails later — a truncated stream, a corrupt record, a trailer whose root hash
+//! does not match — the journal is rolled back, so the destination ends byte-identical to
+//! what it was. `lvmsync apply` of a delta *file* additionally verifies the whole file before
+//! starting ([`verify_stream`]), so a bad file writes nothing at all.
+
+use super::dest::Destination;
+use super::format::JournalHead;
+use super::recover::{recover, test_delay, test_slow_ms, Recovery};
+use super::state::{now_unix, DestPaths, DestState};
+use super::undo::UndoJournal;
+use crate::error::{Error, Result};
+use crate::stream::fingerprint::content_fingerprint;
+use crate::stream::{Header, Item, StreamReader};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Apply a batch to the destination once it holds this many plain bytes or records.
+const BATCH_BYTES: u64 = 16 << 20;
+const BATCH_RECORDS: usize = 512;
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Directory of journals and state files.
+    pub state_dir: PathBuf,
+    /// Apply even if the destination's state is not the delta's base.
+    pub force: bool,
+    /// Grow a too-small destination file to the stream's device size.
+    pub grow: bool,
+    /// Verify and plan only; write nothing.
+    pub dry_run: bool,
+    /// Benchmark only: write in place with no undo journal (not crash-safe).
+    pub unsafe_no_journal: bool,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// What recovery found before starting.
+    pub recovery: Recovery,
+    /// The stream header.
+    pub header: Header,
+    /// Data records and their plain bytes.
+    pub data_records: u64,
+    /// Plain bytes of data records.
+    pub data_bytes: u64,
+    /// Bytes zeroed by zero and discard records.
+    pub zeroed_bytes: u64,
+    /// True if nothing was written (dry run).
+    pub dry_run: bool,
+}
+
+/// Read `input` to its end, verifying everything; returns the header. Writes nothing.
+pub fn verify_stream(input: impl Read, name: &str) -> Result<Header> {
+    let mut r = StreamReader::open(input, name)?;
+    while r.next_item()?.is_some() {}
+    Ok(r.header().clone())
+}
+
+fn dest_err(dest: &Path, detail: String) -> Error {
+    Error::Destination {
+        dest: dest.display().to_string(),
+        detail,
+    }
+}
+
+/// Check that the destination holds the delta's base (by state file, else by content).
+fn check_base(h: &Header, dest: &Path, paths: &DestPaths) -> Result<()> {
+    if h.is_full() {
+        return Ok(());
+    }
+    let (have, how) = match DestState::load(&paths.state)?.and_then(|s| s.fingerprint()) {
+        Some(fp) => (fp, "its state file"),
+        None => (
+            content_fingerprint(dest, h.base_size)?,
+            "its contents (no state file)",
+        ),
+    };
+    if have == h.base {
+        return Ok(());
+    }
+    Err(Error::BaseMismatch {
+        dest: dest.display().to_string(),
+        detail: format!(
+            "holds state {have} (from {how}) but the delta applies to {}; apply the missing \
+             deltas first, run a full sync, or pass --force if you know better",
+            h.base
+        ),
+    })
+}
+
+/// Refuse if the journal directory can't hold the old contents of every touched range.
+fn check_journal_space(h: &Header, paths: &DestPaths) -> Result<()> {
+    let st = nix::sys::statvfs::statvfs(&paths.dir)
+        .map_err(|e| Error::io(&paths.dir, std::io::Error::from(e)))?;
+    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+    let need = h.touched_bytes.0 + h.touched_bytes.0 / (1 << 20) * 64 + (1 << 20);
+    if free < need {
+        return Err(dest_err(
+            &paths.dir,
+            format!(
+                "journal directory has {free} bytes free but the undo journal may need {need}; \
+                 free space or pass --state-dir on a larger filesystem"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Apply the stream from `input` (named `name` in errors) to `dest`.
+pub fn apply_stream(
+    input: impl Read,
+    name: &str,
+    dest: &Path,
+    opts: &ApplyOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ApplyReport> {
+    let paths = DestPaths::new(&opts.state_dir, dest)?;
+    let recovery = if opts.dry_run {
+        Recovery::Nothing
+    } else {
+        recover(&paths)?
+    };
+    let mut reader = StreamReader::open(input, name)?;
+    let h = reader.header().clone();
+    let exists = dest.exists();
+    if !exists && !h.is_full() {
+        return Err(dest_err(
+            dest,
+            "does not exist; run a full sync first".into(),
+        ));
+    }
+    let size_before = if exists {
+        Destination::open(dest, false)?.size()?
+    } else {
+        0
+    };
+    if size_before < h.device_size.0 && exists && !opts.grow {
+        return Err(dest_err(
+            dest,
+            format!(
+                "is {size_before} bytes but the stream's device is {} bytes; grow it \
+                 (--grow for files, lvextend for LVs) and retry",
+                h.device_size
+            ),
+        ));
+    }
+    if !opts.force {
+        check_base(&h, dest, &paths)?;
+    }
+    let mut report = ApplyReport {
+        recovery,
+        header: h.clone(),
+        data_records: 0,
+        data_bytes: 0,
+        zeroed_bytes: 0,
+        dry_run: opts.dry_run,
+    };
+    if opts.dry_run {
+        while let Some(item) = reader.next_item()? {
+            count(&mut report, &item);
+        }
+        return Ok(report);
+    }
+    if !opts.unsafe_no_journal {
+        check_journal_space(&h, &paths)?;
+    }
+    let d = Destination::open(dest, true)?;
+    let mut journal = if opts.unsafe_no_journal {
+        None
+    } else {
+        Some(UndoJournal::create(
+            &paths.journal,
+            &JournalHead {
+                dest: paths.canonical.clone(),
+                size_before,
+                device_size: h.device_size.0,
+                base: h.base,
+                target: h.target,
+                created_unix: now_unix(),
+                source: h.source.clone(),
+            },
+        )?)
+    };
+    let run = run_records(
+        &mut reader,
+        &d,
+        journal.as_mut(),
+        size_before,
+        &mut report,
+        progress,
+    );
+    if let Err(e) = run {
+        drop(journal);
+        return Err(roll_back_after(e, &paths, opts.unsafe_no_journal));
+    }
+    d.sync()?;
+    if let Some(j) = journal {
+        j.commit(h.target)?;
+    }
+    DestState {
+        dest: paths.canonical.clone(),
+        fingerprint: h.target.to_hex(),
+        device_size: h.device_size.0,
+        source: h.source.clone(),
+        applied_unix: now_unix(),
+    }
+    .save(&paths.state)?;
+    if !opts.unsafe_no_journal {
+        std::fs::remove_file(&paths.journal).map_err(|e| Error::io(&paths.journal, e))?;
+        super::dest::sync_dir(&paths.dir)?;
+    }
+    Ok(report)
+}
+
+fn count(report: &mut ApplyReport, item: &Item) {
+    match item {
+        Item::Data { data, .. } => {
+            report.data_records += 1;
+            report.data_bytes += data.len() as u64;
+        }
+        Item::Zero { len, .. } | Item::Discard { len, .. } => report.zeroed_bytes += len,
+        Item::Checkpoint(_) => {}
+    }
+}
+
+/// Undo what was written, then return `e` saying so.
+fn roll_back_after(e: Error, paths: &DestPaths, no_journal: bool) -> Error {
+    if no_journal {
+        return e;
+    }
+    match recover(paths) {
+        Ok(_) => match e {
+            Error::Integrity { stream, detail } => Error::Integrity {
+                stream,
+                detail: format!("{detail}; the destination was rolled back unchanged"),
+            },
+            e => e,
+        },
+        Err(re) => Error::Destination {
+            dest: paths.canonical.clone(),
+            detail: format!(
+                "apply failed ({e}) and rolling back failed too ({re}); run `lvmsync recover` \
+                 once the cause is fixed"
+            ),
+        },
+    }
+}
+
+fn run_records<R: Read>(
+    reader: &mut StreamReader<R>,
+    d: &Destination,
+    mut journal: Option<&mut UndoJournal>,
+    size_before: u64,
+    report: &mut ApplyReport,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    let h = reader.header().clone();
+    if size_before < h.device_size.0 {
+        d.set_len(h.device_size.0)?;
+    }
+    let total = h.touched_bytes.0;
+    let mut batch: Vec<Item> = Vec::new();
+    let mut batch_bytes = 0u64;
+    let mut done = 0u64;
+    while let Some(item) = reader.next_item()? {
+        let (offset, len) = match &item {
+            Item::Data { offset, data } => (*offset, data.len() as u64),
+            Item::Zero { offset, len } | Item::Discard { offset, len } => (*offset, *len),
+            Item::Checkpoint(_) => continue,
+        };
+        if let Some(j) = journal.as_deref_mut() {
+            j.save_old(d, offset, len)?;
+        }
+        count(report, &item);
+        batch_bytes += len.min(BATCH_BYTES);
+        batch.push(item);
+        // Under the crash-test hook every extent is its own batch, so kills land between them.
+        if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_RECORDS || test_slow_ms() > 0 {
+            done += write_batch(d, journal.as_deref_mut(), &mut batch)?;
+            batch_bytes = 0;
+            progress(done, total);
+        }
+    }
+    done += write_batch(d, journal, &mut batch)?;
+    progress(done, total);
+    Ok(())
+}
+
+/// Make the batch's journal entries durable, then write the batch; returns bytes written.
+fn write_batch(
+    d: &Destination,
+    journal: Option<&mut UndoJournal>,
+    batch: &mut Vec<Item>,
+) -> Result<u64> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    if let Some(j) = journal {
+        j.sync()?;
+    }
+    let mut done = 0;
+    for it in batch.drain(..) {
+        match it {
+            Item::Data { offset, data } => {
+                d.write_at(&data, offset)?;
+                done += data.len() as u64;
+            }
+            Item::Zero { offset, len } | Item::Discard { offset, len } => {
+                d.zero_range(offset, len)?;
+                done += len;
+            }
+            Item::Checkpoint(_) => {}
+        }
+    }
+    test_delay();
+    Ok(done)
+}

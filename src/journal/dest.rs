@@ -1,0 +1,121 @@
+//! The destination: a block device or an image file, opened for positioned reads and writes.
+
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::{Path, PathBuf};
+
+/// An open destination device or file.
+pub struct Destination {
+    file: File,
+    path: PathBuf,
+    is_block: bool,
+}
+
+/// Largest buffer used to write zeroes or copy old data (1 MiB).
+pub const IO_PIECE: u64 = 1 << 20;
+
+impl Destination {
+    /// Open `path` read-write; with `create`, a missing regular file is created empty.
+    pub fn open(path: &Path, create: bool) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        let is_block = meta.file_type().is_block_device();
+        if !is_block && !meta.is_file() {
+            return Err(Error::Destination {
+                dest: path.display().to_string(),
+                detail: "is neither a block device nor a regular file".into(),
+            });
+        }
+        Ok(Destination {
+            file,
+            path: path.to_path_buf(),
+            is_block,
+        })
+    }
+
+    /// The path as given, for messages.
+    pub fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// True for block devices (which can't be grown or truncated here).
+    pub fn is_block(&self) -> bool {
+        self.is_block
+    }
+
+    fn err(&self, e: std::io::Error) -> Error {
+        Error::io(&self.path, e)
+    }
+
+    /// Current size in bytes.
+    pub fn size(&self) -> Result<u64> {
+        (&self.file).seek(SeekFrom::End(0)).map_err(|e| self.err(e))
+    }
+
+    /// Read exactly `buf.len()` bytes at `offset`.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Write all of `buf` at `offset`.
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.file.write_all_at(buf, offset).map_err(|e| self.err(e))
+    }
+
+    /// Make `[offset, offset+len)` read as zeroes: punch a hole in files, write zeroes on devices.
+    pub fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
+        if !self.is_block {
+            use nix::fcntl::{fallocate, FallocateFlags};
+            let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+            if let (Ok(o), Ok(l)) = (i64::try_from(offset), i64::try_from(len)) {
+                if fallocate(&self.file, flags, o, l).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        let zeroes = vec![0u8; len.min(IO_PIECE) as usize];
+        let mut pos = offset;
+        while pos < offset + len {
+            let n = (offset + len - pos).min(IO_PIECE) as usize;
+            self.write_at(&zeroes[..n], pos)?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Resize a regular file (growing reads as zeroes); refused for block devices.
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        if self.is_block {
+            return Err(Error::Destination {
+                dest: self.name(),
+                detail: format!(
+                    "a block device can't be resized here; grow it to {len} bytes \
+                     (lvextend -L {len}b) and retry"
+                ),
+            });
+        }
+        self.file.set_len(len).map_err(|e| self.err(e))
+    }
+
+    /// Make every write so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| self.err(e))
+    }
+}
+
+/// fsync a directory so a create, rename or unlink inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}

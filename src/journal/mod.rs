@@ -1,0 +1,23 @@
+//! The journaled receiver: apply a delta stream so the destination is never left torn.
+//!
+//! - [`dest`]: the destination device or file.
+//! - [`format`]: the undo journal's frames (stream framing, own tags).
+//! - [`undo`]: writing the journal in crash-safe order.
+//! - [`recover`]: finishing (roll forward) or undoing (roll back) an interrupted apply.
+//! - [`state`]: journal/state file locations and the destination state file.
+//! - [`apply`]: verify-then-journal-then-write, commit, state update.
+//!
+//! Invariant: a destination byte is overwritten only after (a) the record carrying the new
+//! byte has been verified and (b) the old byte is durable in the journal. Hence after any
+//! crash, `recover` yields exactly the base (no commit) or exactly the target (commit).
+
+pub mod apply;
+pub mod dest;
+pub mod format;
+pub mod recover;
+pub mod state;
+pub mod undo;
+
+pub use apply::{apply_stream, verify_stream, ApplyOptions, ApplyReport};
+pub use recover::{recover, Recovery};
+pub use state::{DestPaths, DestState, DEFAULT_STATE_DIR};

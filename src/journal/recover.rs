@@ -1,0 +1,135 @@
+//! Recovery: finish or undo an interrupted apply.
+//!
+//! - No journal: nothing to do.
+//! - Journal whose head is missing or torn: no destination byte was written under it
+//!   (the head is made durable first), so it is deleted.
+//! - Journal with a valid commit: the destination holds the target and was synced before
+//!   the commit was written; only the state file may lag, so it is written (roll forward).
+//! - Otherwise: every journaled range is restored, the destination synced, a grown file cut
+//!   back, and only then the journal deleted (roll back). Restoring is idempotent, so a
+//!   crash during recovery is recovered by running it again.
+
+use super::dest::{sync_dir, Destination};
+use super::format::{JournalReader, UndoEntry};
+use super::state::{now_unix, DestPaths, DestState};
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::BufReader;
+
+/// What recovery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// There was no interrupted apply.
+    Nothing,
+    /// An interrupted apply was undone: the destination holds its previous state again.
+    RolledBack {
+        /// Undo entries restored.
+        entries: u64,
+    },
+    /// A committed apply's bookkeeping was finished: the destination holds the target.
+    RolledForward,
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recovery::Nothing => f.write_str("no interrupted apply"),
+            Recovery::RolledBack { entries } => write!(
+                f,
+                "interrupted apply rolled back ({entries} ranges restored); the destination \
+                 holds its previous state"
+            ),
+            Recovery::RolledForward => {
+                f.write_str("committed apply completed; the destination holds the delta's target")
+            }
+        }
+    }
+}
+
+/// Test-only: milliseconds to sleep after each applied extent or restored range, read from
+/// `LVMSYNC_TEST_SLOW_MS`, so crash tests can kill the process at many points. Zero (the
+/// default) disables it.
+pub fn test_slow_ms() -> u64 {
+    static DELAY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("LVMSYNC_TEST_SLOW_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// Sleep for [`test_slow_ms`] milliseconds (no-op unless the test variable is set).
+pub fn test_delay() {
+    let ms = test_slow_ms();
+    if ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+fn open_journal(paths: &DestPaths) -> Result<Option<JournalReader<BufReader<File>>>> {
+    let f = match File::open(&paths.journal) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&paths.journal, e)),
+    };
+    JournalReader::open(BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| Error::io(&paths.journal, e))
+}
+
+fn remove_journal(paths: &DestPaths) -> Result<()> {
+    std::fs::remove_file(&paths.journal).map_err(|e| Error::io(&paths.journal, e))?;
+    sync_dir(&paths.dir)
+}
+
+/// Finish or undo an interrupted apply to the destination whose files are `paths`.
+pub fn recover(paths: &DestPaths) -> Result<Recovery> {
+    let jerr = |e| Error::io(&paths.journal, e);
+    let Some(mut scan) = open_journal(paths)? else {
+        if paths.journal.exists() {
+            remove_journal(paths)?;
+        }
+        return Ok(Recovery::Nothing);
+    };
+    if scan.head.dest != paths.canonical {
+        return Err(Error::Integrity {
+            stream: paths.journal.display().to_string(),
+            detail: format!(
+                "journal belongs to {}, not {}; move it back beside its destination",
+                scan.head.dest, paths.canonical
+            ),
+        });
+    }
+    while scan.next_entry().map_err(jerr)?.is_some() {}
+    let head = scan.head.clone();
+    if scan.committed {
+        DestState {
+            dest: head.dest.clone(),
+            fingerprint: head.target.to_hex(),
+            device_size: head.device_size,
+            source: head.source.clone(),
+            applied_unix: now_unix(),
+        }
+        .save(&paths.state)?;
+        remove_journal(paths)?;
+        return Ok(Recovery::RolledForward);
+    }
+    let dest = Destination::open(std::path::Path::new(&head.dest), false)?;
+    let mut journal = open_journal(paths)?.expect("head was valid a moment ago");
+    let mut entries = 0u64;
+    while let Some(entry) = journal.next_entry().map_err(jerr)? {
+        match entry {
+            UndoEntry::Data { offset, data } => dest.write_at(&data, offset)?,
+            UndoEntry::Zero { offset, len } => dest.zero_range(offset, len)?,
+        }
+        entries += 1;
+        test_delay();
+    }
+    dest.sync()?;
+    if !dest.is_block() && dest.size()? > head.size_before {
+        dest.set_len(head.size_before)?;
+        dest.sync()?;
+    }
+    remove_journal(paths)?;
+    Ok(Recovery::RolledBack { entries })
+}

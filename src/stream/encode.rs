@@ -1,0 +1,317 @@
+//! The sender's pipeline: read changed extents, find zero runs, hash and compress them on
+//! every core, and write records in order, with a fixed number of buffers in flight.
+//!
+//! Threads: one reader (`pread` of the source), `workers` encoders, and the caller's thread
+//! writing the stream. A token channel holding `in_flight` tokens bounds the chunks that
+//! exist at once, so memory is about `in_flight × 2 × chunk` whatever the device size.
+
+use super::header::Header;
+use super::record::{Compression, DataRecord, Totals};
+use super::writer::StreamWriter;
+use crate::changeset::{ChangeSet, ExtentKind};
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::mpsc::{channel, sync_channel};
+use std::sync::{Arc, Mutex};
+
+/// Tuning of the send pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeOptions {
+    /// zstd level (1 is fast and is the default).
+    pub level: i32,
+    /// Encoder threads.
+    pub workers: usize,
+    /// Chunks in flight (bounds memory).
+    pub in_flight: usize,
+    /// Bytes read per chunk (≤ [`super::frame::MAX_PLAIN_LEN`]).
+    pub chunk: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            level: 1,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            in_flight: 8,
+            chunk: 1 << 20,
+        }
+    }
+}
+
+/// What a send produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendSummary {
+    /// Data records written.
+    pub data_records: u64,
+    /// Plain bytes carried in data records.
+    pub data_bytes: u64,
+    /// Bytes of those stored zstd-compressed (plain size).
+    pub compressed_plain_bytes: u64,
+    /// Bytes covered by zero records (including all-zero data found while reading).
+    pub zero_bytes: u64,
+    /// Bytes covered by discard records.
+    pub discard_bytes: u64,
+    /// Final stream totals (records, stream bytes, root hash).
+    pub totals: Totals,
+}
+
+enum Job {
+    Discard(u64, u64),
+    Data(u64, Vec<u8>),
+}
+
+enum Part {
+    Zero(u64, u64),
+    Discard(u64, u64),
+    Data {
+        offset: u64,
+        plain_len: u32,
+        compression: Compression,
+        hash: [u8; 32],
+        payload: Vec<u8>,
+    },
+}
+
+/// Stream `changes` of the image or device at `source` into `out`.
+///
+/// `progress(done, total)` is called with destination bytes handled so far.
+pub fn send_changes<W: Write>(
+    source: &Path,
+    changes: &ChangeSet,
+    header: &Header,
+    out: W,
+    out_name: &str,
+    opts: EncodeOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(W, SendSummary)> {
+    let file = File::open(source).map_err(|e| Error::io(source, e))?;
+    let chunk = opts.chunk.clamp(4096, super::frame::MAX_PLAIN_LEN as usize);
+    let zblock = (header.block_size.0 as usize).clamp(4096, chunk);
+    let total = changes.changed_bytes().0;
+    let mut writer = StreamWriter::new(out, out_name, header)?;
+    let mut summary = SendSummary::default();
+    let (token_tx, token_rx) = sync_channel::<()>(opts.in_flight.max(1));
+    for _ in 0..opts.in_flight.max(1) {
+        token_tx.send(()).expect("receiver alive");
+    }
+    let (job_tx, job_rx) = sync_channel::<(u64, Job)>(opts.in_flight.max(1));
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (res_tx, res_rx) = channel::<(u64, Result<Vec<Part>>)>();
+    std::thread::scope(|s| -> Result<()> {
+        let reader_res = res_tx.clone();
+        s.spawn(move || {
+            let mut seq = 0u64;
+            for e in changes.extents() {
+                let (off, len) = (e.offset.0, e.length.0);
+                if e.kind == ExtentKind::Removed {
+                    if token_rx.recv().is_err()
+                        || job_tx.send((seq, Job::Discard(off, len))).is_err()
+                    {
+                        return;
+                    }
+                    seq += 1;
+                    continue;
+                }
+                let mut pos = off;
+                while pos < off + len {
+                    let n = (off + len - pos).min(chunk as u64) as usize;
+                    if token_rx.recv().is_err() {
+                        return;
+                    }
+                    let mut buf = vec![0u8; n];
+                    if let Err(err) = file.read_exact_at(&mut buf, pos) {
+                        let _ = reader_res.send((seq, Err(Error::io(source, err))));
+                        return;
+                    }
+                    if job_tx.send((seq, Job::Data(pos, buf))).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                    pos += n as u64;
+                }
+            }
+        });
+        for _ in 0..opts.workers.max(1) {
+            let rx = Arc::clone(&job_rx);
+            let tx = res_tx.clone();
+            s.spawn(move || {
+                let mut zc = match zstd::bulk::Compressor::new(opts.level) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send((0, Err(Error::io("zstd", e))));
+                        return;
+                    }
+                };
+                loop {
+                    let job = rx.lock().expect("no panics while held").recv();
+                    let Ok((seq, job)) = job else { return };
+                    let parts = match job {
+                        Job::Discard(o, l) => Ok(vec![Part::Discard(o, l)]),
+                        Job::Data(o, buf) => encode_chunk(o, &buf, zblock, &mut zc),
+                    };
+                    if tx.send((seq, parts)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(res_tx);
+        let mut pending: BTreeMap<u64, Result<Vec<Part>>> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut zero_run: Option<(u64, u64)> = None;
+        let mut done = 0u64;
+        for (seq, parts) in res_rx.iter() {
+            pending.insert(seq, parts);
+            while let Some(parts) = pending.remove(&next) {
+                for part in parts? {
+                    write_part(&mut writer, part, &mut zero_run, &mut summary, &mut done)?;
+                }
+                progress(done, total);
+                next += 1;
+                let _ = token_tx.send(());
+            }
+        }
+        if let Some((o, l)) = zero_run.take() {
+            writer.zero(o, l)?;
+        }
+        Ok(())
+    })?;
+    if summary.data_bytes + summary.zero_bytes + summary.discard_bytes != total {
+        return Err(Error::io(
+            source,
+            std::io::Error::other("the send pipeline stopped early (a worker failed)"),
+        ));
+    }
+    let (out, totals) = writer.finish()?;
+    summary.totals = totals;
+    Ok((out, summary))
+}
+
+fn write_part<W: Write>(
+    w: &mut StreamWriter<W>,
+    part: Part,
+    zero_run: &mut Option<(u64, u64)>,
+    sum: &mut SendSummary,
+    done: &mut u64,
+) -> Result<()> {
+    if let Part::Zero(o, l) = part {
+        sum.zero_bytes += l;
+        *done += l;
+        match zero_run {
+            Some((zo, zl)) if *zo + *zl == o => *zl += l,
+            _ => {
+                if let Some((zo, zl)) = zero_run.replace((o, l)) {
+                    w.zero(zo, zl)?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    if let Some((zo, zl)) = zero_run.take() {
+        w.zero(zo, zl)?;
+    }
+    match part {
+        Part::Discard(o, l) => {
+            sum.discard_bytes += l;
+            *done += l;
+            w.discard(o, l)
+        }
+        Part::Data {
+            offset,
+            plain_len,
+            compression,
+            hash,
+            payload,
+        } => {
+            sum.data_records += 1;
+            sum.data_bytes += plain_len as u64;
+            *done += plain_len as u64;
+            if compression == Compression::Zstd {
+                sum.compressed_plain_bytes += plain_len as u64;
+            }
+            w.data(&DataRecord {
+                offset,
+                plain_len,
+                compression,
+                hash,
+                payload: &payload,
+            })
+        }
+        Part::Zero(..) => unreachable!("handled above"),
+    }
+}
+
+/// True when every byte of `b` is zero.
+pub fn is_zero(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(16);
+    words
+        .by_ref()
+        .all(|c| u128::from_ne_bytes(c.try_into().expect("16")) == 0)
+        && words.remainder().iter().all(|&x| x == 0)
+}
+
+/// Split one chunk into zero runs and data runs, hashing and compressing the data runs.
+fn encode_chunk(
+    offset: u64,
+    buf: &[u8],
+    zblock: usize,
+    zc: &mut zstd::bulk::Compressor<'_>,
+) -> Result<Vec<Part>> {
+    let mut parts = Vec::new();
+    let mut run_start = 0usize;
+    let mut run_zero = None::<bool>;
+    let mut flush = |from: usize, to: usize, zero: bool, parts: &mut Vec<Part>| -> Result<()> {
+        let o = offset + from as u64;
+        if zero {
+            parts.push(Part::Zero(o, (to - from) as u64));
+        } else {
+            parts.push(encode_data(o, &buf[from..to], zc)?);
+        }
+        Ok(())
+    };
+    let mut pos = 0;
+    while pos < buf.len() {
+        let end = (pos + zblock).min(buf.len());
+        let z = is_zero(&buf[pos..end]);
+        if run_zero.is_some_and(|r| r != z) {
+            flush(run_start, pos, !z, &mut parts)?;
+            run_start = pos;
+        }
+        run_zero = Some(z);
+        pos = end;
+    }
+    if let Some(z) = run_zero {
+        flush(run_start, buf.len(), z, &mut parts)?;
+    }
+    Ok(parts)
+}
+
+/// Sample size for the compressibility check.
+const SAMPLE: usize = 16 << 10;
+
+fn encode_data(offset: u64, plain: &[u8], zc: &mut zstd::bulk::Compressor<'_>) -> Result<Part> {
+    let hash = *blake3::hash(plain).as_bytes();
+    let sample = &plain[..plain.len().min(SAMPLE)];
+    let zerr = |e| Error::io("zstd", e);
+    let worth = zc.compress(sample).map_err(zerr)?.len() * 10 < sample.len() * 9;
+    let packed = if worth {
+        Some(zc.compress(plain).map_err(zerr)?).filter(|c| c.len() < plain.len())
+    } else {
+        None
+    };
+    let (compression, payload) = match packed {
+        Some(c) => (Compression::Zstd, c),
+        None => (Compression::None, plain.to_vec()),
+    };
+    Ok(Part::Data {
+        offset,
+        plain_len: plain.len() as u32,
+        compression,
+        hash,
+        payload,
+    })
+}

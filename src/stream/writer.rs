@@ -1,0 +1,141 @@
+//! Serialising records into a stream: preamble, header, records, checkpoints, trailer.
+//!
+//! The writer enforces what the reader will check (extents in increasing, non-overlapping
+//! order inside the device), so a bug upstream fails here, loudly, instead of producing a
+//! stream every receiver refuses.
+
+use super::frame::encode_frame;
+use super::header::Header;
+use super::record::{
+    encode_range, Checkpoint, DataRecord, Totals, TAG_CHECKPOINT, TAG_DATA, TAG_DISCARD,
+    TAG_HEADER, TAG_TRAILER, TAG_ZERO,
+};
+use super::{MAGIC, VERSION};
+use crate::error::{Error, Result};
+use std::io::Write;
+
+/// Emit a checkpoint after this many stream bytes.
+pub const CHECKPOINT_EVERY: u64 = 64 << 20;
+
+/// Writes one delta stream to `W`.
+pub struct StreamWriter<W: Write> {
+    out: W,
+    name: String,
+    hasher: blake3::Hasher,
+    totals: Totals,
+    device_size: u64,
+    next_offset: u64,
+    since_checkpoint: u64,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> StreamWriter<W> {
+    /// Start a stream: write the preamble and the header. `name` labels errors.
+    pub fn new(out: W, name: &str, header: &Header) -> Result<Self> {
+        let mut w = StreamWriter {
+            out,
+            name: name.to_string(),
+            hasher: blake3::Hasher::new(),
+            totals: Totals::default(),
+            device_size: header.device_size.0,
+            next_offset: 0,
+            since_checkpoint: 0,
+            buf: Vec::new(),
+        };
+        let mut pre = MAGIC.to_vec();
+        pre.extend_from_slice(&VERSION.to_le_bytes());
+        w.put_raw(&pre)?;
+        w.emit(TAG_HEADER, &header.encode())?;
+        Ok(w)
+    }
+
+    fn put_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.totals.stream_bytes += bytes.len() as u64;
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.name, e))
+    }
+
+    fn emit(&mut self, tag: u8, payload: &[u8]) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        encode_frame(tag, payload, &mut buf);
+        let r = self.put_raw(&buf);
+        self.since_checkpoint += buf.len() as u64;
+        self.buf = buf;
+        self.totals.records += 1;
+        r
+    }
+
+    fn claim(&mut self, offset: u64, len: u64) -> Result<()> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.device_size);
+        match end {
+            Some(end) if offset >= self.next_offset && len > 0 => {
+                self.next_offset = end;
+                self.totals.touched_bytes += len;
+                Ok(())
+            }
+            _ => Err(Error::InvalidArgument(format!(
+                "{}: extent {offset}+{len} is out of order, empty or past the device end {}",
+                self.name, self.device_size
+            ))),
+        }
+    }
+
+    /// Append a data record (its payload already encoded and hashed).
+    pub fn data(&mut self, rec: &DataRecord<'_>) -> Result<()> {
+        self.claim(rec.offset, rec.plain_len as u64)?;
+        let mut payload = Vec::with_capacity(super::record::DATA_FIXED_LEN + rec.payload.len());
+        rec.encode_into(&mut payload);
+        self.emit(TAG_DATA, &payload)?;
+        self.maybe_checkpoint()
+    }
+
+    /// Append a zero extent (the destination range must read as zeroes).
+    pub fn zero(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.claim(offset, len)?;
+        self.emit(TAG_ZERO, &encode_range(offset, len))?;
+        self.maybe_checkpoint()
+    }
+
+    /// Append a discard extent (unmapped at the source; reads as zeroes at the destination).
+    pub fn discard(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.claim(offset, len)?;
+        self.emit(TAG_DISCARD, &encode_range(offset, len))?;
+        self.maybe_checkpoint()
+    }
+
+    fn maybe_checkpoint(&mut self) -> Result<()> {
+        if self.since_checkpoint < CHECKPOINT_EVERY {
+            return Ok(());
+        }
+        let cp = Checkpoint {
+            totals: Totals {
+                root: *self.hasher.finalize().as_bytes(),
+                ..self.totals
+            },
+            resume_offset: self.next_offset,
+        };
+        self.emit(TAG_CHECKPOINT, &cp.encode())?;
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Write the trailer and flush; returns the sink and the final totals.
+    pub fn finish(mut self) -> Result<(W, Totals)> {
+        let totals = Totals {
+            root: *self.hasher.finalize().as_bytes(),
+            ..self.totals
+        };
+        let mut payload = Vec::with_capacity(56);
+        totals.encode_into(&mut payload);
+        let mut frame = Vec::with_capacity(72);
+        encode_frame(TAG_TRAILER, &payload, &mut frame);
+        self.out
+            .write_all(&frame)
+            .and_then(|_| self.out.flush())
+            .map_err(|e| Error::io(&self.name, e))?;
+        Ok((self.out, totals))
+    }
+}
