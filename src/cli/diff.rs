@@ -15,6 +15,8 @@ Examples:
   lvmsync diff --thin-metadata pool.meta --snap2 2          # everything mapped in device 2
   lvmsync diff --cow-store snap-cow.img
   lvmsync diff --base old.img new.img --block-size 65536
+  lvmsync diff vg0/snap-new --since vg0/snap-old          # live LVM snapshots (root)
+  lvmsync diff vg0/thin-snap                              # thin: everything mapped
 
 Output: one extent a line, `<offset_bytes> <length_bytes> <changed|added|removed>`,
 then a summary line; --json prints one JSON object instead.")]
@@ -37,9 +39,15 @@ pub struct DiffArgs {
     /// Block size in bytes for --base compares.
     #[arg(long, default_value_t = 65536, requires = "base")]
     pub block_size: u64,
-    /// The newer image (with --base).
-    #[arg(value_name = "NEW")]
+    /// The newer image (with --base), or the snapshot LV to diff live (`vg/lv`, /dev/...).
+    #[arg(value_name = "NEW|SNAPSHOT")]
     pub target: Option<PathBuf>,
+    /// Live mode: the older snapshot of the same origin/pool to diff `SNAPSHOT` against.
+    #[arg(long, value_name = "OLDER", requires = "target", conflicts_with_all = ["base", "thin_metadata", "cow_store"])]
+    pub since: Option<String>,
+    /// Live thin mode: release a pool metadata snapshot an interrupted run left held.
+    #[arg(long)]
+    pub force: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +62,9 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<()> {
         lvmsync::cow::changes_from_file(cow)?
     } else if let (Some(old), Some(new)) = (&args.base, &args.target) {
         lvmsync::blockhash::compare_files(old, new, Bytes(args.block_size))?
+    } else if let Some(snapshot) = &args.target {
+        let since = args.since.as_deref();
+        lvmsync::dm::diff_live(&snapshot.to_string_lossy(), since, args.force)?
     } else {
         return Err(lvmsync::Error::InvalidArgument(
             "name a source: --thin-metadata, --cow-store or --base OLD NEW (see lvmsync diff --help)"

@@ -1,0 +1,52 @@
+#!/bin/bash
+# scripts/test.sh: every test, in order: cargo fmt --check, clippy -D warnings, the host tests,
+# then the guest tests (one QEMU boot through vm-tests/run). Runs every stage, prints each
+# stage's time and cargo's "test result:" lines, and exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+ROOT=$PWD
+LOGS=$ROOT/target/test-logs
+t_all=$(date +%s)
+
+bash scripts/install-deps.sh || { echo "test.sh: installing dependencies failed" >&2; exit 1; }
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+mkdir -p "$LOGS"
+
+failed=() times=()
+# stage NAME COMMAND...: run it with its output shown and logged, and record time and status.
+stage() {
+    local name=$1; shift
+    local log=$LOGS/${name// /-}.log t0=$SECONDS
+    echo "=== $name: $*"
+    "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    times+=("$(printf '%-12s %5ds  %s' "$name" $((SECONDS - t0)) "$([ "$rc" = 0 ] && echo ok || echo "FAILED ($rc)")")")
+    [ "$rc" = 0 ] || failed+=("$name")
+}
+
+guest_tests() {
+    cargo build --bin lvmsync || return
+    # The guest tests run this copy (LVMSYNC_BIN), which a concurrent rebuild cannot replace.
+    mkdir -p target/guest-bin && cp target/debug/lvmsync target/guest-bin/lvmsync || return
+    LVMSYNC_BIN=$ROOT/target/guest-bin/lvmsync \
+        CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$ROOT/vm-tests/run --timeout 2400 --" \
+        cargo test -p lvmsync-vm-tests -- --test-threads=1
+}
+
+stage fmt cargo fmt --all --check
+stage clippy cargo clippy --workspace --all-targets -- -D warnings
+stage "host tests" cargo test --workspace --exclude lvmsync-vm-tests
+stage "guest tests" guest_tests
+
+echo
+echo "=== summary"
+for name in "host tests" "guest tests"; do
+    grep -h -a 'test result:' "$LOGS/${name// /-}.log" 2>/dev/null | sed "s/^/$name: /"
+done
+printf '%s\n' "${times[@]}"
+echo "total        $(( $(date +%s) - t_all ))s"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "all stages passed"
