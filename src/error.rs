@@ -83,6 +83,15 @@ pub enum Error {
     /// A feature whose issue has not landed yet.
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),
+
+    /// A byte transport (ssh, tls://, quic://, tcp://) failed or the peer refused us.
+    #[error("{endpoint}: {detail}")]
+    Transport {
+        /// The destination or listen address, or the peer, as the user named it.
+        endpoint: String,
+        /// What went wrong, and the fix where one is known.
+        detail: String,
+    },
 }
 
 /// Shorthand for results carrying [`Error`].

@@ -7,6 +7,7 @@
 //! - [`cow`]: reader for a classic snapshot's persistent exception store (`-cow` device).
 //! - [`thin`]: reader for thin-pool metadata and the shared-subtree-skipping diff of two thin devices.
 //! - [`blockhash`]: the fallback change source: blake3 per block over two images or devices.
+//! - [`transport`]: byte transports (file, ssh, tls://, quic://, tcp://) carrying a delta stream.
 //! - [`journal`]: the undo-journaled receiver: apply, recover, destination state.
 //! - [`stream`]: the versioned, checksummed delta stream format and the send pipeline.
 //! - [`dm`]: device discovery through device-mapper (tables, status, messages) and the lvm2 CLI.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod journal;
 pub mod stream;
 pub mod thin;
+pub mod transport;
 pub mod units;
 
 pub use changeset::{ChangeSet, Extent, ExtentKind};

@@ -1,0 +1,165 @@
+//! The sender's entry points: [`connect`] any destination, or [`connect_lanes`] for a QUIC
+//! connection with extra parallel streams.
+
+use super::conn::{Conn, FileConn, NetConn};
+use super::duplex::{self, WriteHalf};
+use super::frame::{Control, DataWriter};
+use super::quic::{QuicClient, MAX_LANES};
+use super::ssh::{self, SshConn, SshOptions};
+use super::tls;
+use super::tlsconf::{self, TlsFiles};
+use super::url::{Dest, NetDest, Scheme};
+use crate::{Error, Result};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Everything a sender may need besides the destination URL.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Certificates for tls:// and quic:// (`--cert`, `--key`, `--ca`).
+    pub tls: TlsFiles,
+    /// How to run ssh for ssh:// destinations.
+    pub ssh: SshOptions,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn net_err(nd: &NetDest, detail: impl Into<String>) -> Error {
+    Error::Transport {
+        endpoint: nd.to_string(),
+        detail: detail.into(),
+    }
+}
+
+fn resolve(nd: &NetDest) -> Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = (nd.host.as_str(), nd.port)
+        .to_socket_addrs()
+        .map_err(|e| net_err(nd, format!("cannot resolve {:?}: {e}", nd.host)))?
+        .collect();
+    if nd.scheme == Scheme::Tcp && addrs.iter().any(|a| !a.ip().is_loopback()) {
+        return Err(net_err(
+            nd,
+            "tcp:// is plaintext and only allowed to loopback addresses",
+        ));
+    }
+    if addrs.is_empty() {
+        return Err(net_err(nd, format!("{:?} has no address", nd.host)));
+    }
+    Ok(addrs)
+}
+
+fn tcp_connect(nd: &NetDest, addrs: &[SocketAddr]) -> Result<TcpStream> {
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(format!("{a}: {e}")),
+        }
+    }
+    Err(net_err(
+        nd,
+        format!("cannot connect: {}", last.unwrap_or_default()),
+    ))
+}
+
+/// Open a byte pipe to `dest`: write the stream into it, then call [`Conn::finish`].
+pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Box<dyn Conn>> {
+    Ok(match dest {
+        Dest::Stdout => Box::new(FileConn::stdout()),
+        Dest::File(p) => Box::new(FileConn::create(p.clone())?),
+        Dest::Ssh {
+            user,
+            host,
+            port,
+            path,
+        } => {
+            let cmd = ssh::command(user.as_deref(), host, *port, path, &opts.ssh);
+            let who = user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            Box::new(SshConn::spawn(
+                format!("ssh://{who}{host}{port}{path}"),
+                cmd,
+            )?)
+        }
+        Dest::Net(nd) if nd.scheme == Scheme::Quic => Box::new(connect_lanes(nd, opts, 0)?.0),
+        Dest::Net(nd) => {
+            let addrs = resolve(nd)?;
+            let sock = tcp_connect(nd, &addrs)?;
+            let duplex = if nd.scheme == Scheme::Tls {
+                let config = tlsconf::client_config(&opts.tls)?;
+                let name = tlsconf::server_name(&nd.host)?;
+                let conn = rustls::ClientConnection::new(config, name)
+                    .map_err(|e| net_err(nd, tlsconf::explain(&e)))?;
+                tls::handshake(conn.into(), sock).map_err(|e| net_err(nd, e.to_string()))?
+            } else {
+                duplex::tcp(sock).map_err(|e| net_err(nd, e.to_string()))?
+            };
+            Box::new(NetConn::start(nd.to_string(), duplex, &nd.name, 0, None)?)
+        }
+    })
+}
+
+/// One extra parallel QUIC stream: write records into it, then [`Lane::finish`].
+///
+/// Bytes on a lane are delivered in order within the lane only; the receiver gets one reader
+/// per lane (`Session::lanes`). Records that can be applied in any order (data extents with
+/// their own offsets) may go on any lane; a checkpoint must wait until every lane has
+/// delivered the records before it (docs/transport.md, "Lanes").
+pub struct Lane {
+    data: DataWriter<Box<dyn WriteHalf>>,
+}
+
+impl Write for Lane {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.data.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.data.flush()
+    }
+}
+
+impl Lane {
+    /// End this lane cleanly (the receiver's reader then sees EOF).
+    pub fn finish(mut self) -> io::Result<()> {
+        self.data.send_control(&Control::End)?;
+        self.data.get_mut().close()
+    }
+}
+
+/// Connect to a quic:// destination with `lanes` extra parallel streams besides the main one.
+pub fn connect_lanes(
+    nd: &NetDest,
+    opts: &ConnectOptions,
+    lanes: u16,
+) -> Result<(NetConn, Vec<Lane>)> {
+    if nd.scheme != Scheme::Quic {
+        return Err(net_err(nd, "parallel lanes need a quic:// destination"));
+    }
+    if lanes > MAX_LANES {
+        return Err(Error::InvalidArgument(format!(
+            "at most {MAX_LANES} lanes, not {lanes}"
+        )));
+    }
+    let addrs = resolve(nd)?;
+    let config = tlsconf::client_config(&opts.tls)?;
+    let QuicClient { duplex, keep } =
+        QuicClient::connect(&nd.to_string(), &addrs, &nd.host, config)?;
+    let mut writers = Vec::with_capacity(lanes as usize);
+    for i in 0..lanes {
+        let w = keep
+            .open_lane(i)
+            .map_err(|e| net_err(nd, format!("opening lane {i}: {e}")))?;
+        writers.push(Lane {
+            data: DataWriter::new(w),
+        });
+    }
+    let main = NetConn::start(
+        nd.to_string(),
+        duplex,
+        &nd.name,
+        lanes,
+        Some(Box::new(keep)),
+    )?;
+    Ok((main, writers))
+}

@@ -1,0 +1,243 @@
+//! The sender's end of a transport: a `Write` for the byte stream, plus the receiver's answer.
+//!
+//! Whatever the destination (stdout, a file, ssh, tls://, quic://, tcp://), `lvmsync send`
+//! writes its stream into a [`Conn`] and calls [`Conn::finish`], which returns only once the
+//! receiver has confirmed the whole stream (or says why not).
+
+use super::duplex::{Duplex, WriteHalf};
+use super::frame::{read_control, Control, DataWriter};
+use crate::{Error, Result};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// What the receiver confirmed at the end of a transfer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The last stream checkpoint the receiver acknowledged as durable (network transports).
+    pub last_checkpoint: Option<u64>,
+}
+
+/// A byte pipe to a receiver.
+pub trait Conn: Write + Send {
+    /// The newest checkpoint the receiver has acknowledged so far (for `--resume` bookkeeping).
+    fn acked_checkpoint(&self) -> Option<u64>;
+
+    /// End the stream and wait for the receiver's verdict. An `Err` carries the receiver's own
+    /// error text (or why the connection was lost) and names the destination.
+    fn finish(self: Box<Self>) -> Result<Outcome>;
+}
+
+/// `-` or a file: the stream is the delta itself, kept to apply later.
+pub struct FileConn {
+    out: BufWriter<Box<dyn Write + Send>>,
+    file: Option<(PathBuf, File)>,
+}
+
+impl FileConn {
+    /// Write to standard output.
+    pub fn stdout() -> Self {
+        FileConn {
+            out: BufWriter::with_capacity(1 << 20, Box::new(io::stdout())),
+            file: None,
+        }
+    }
+
+    /// Create (or truncate) `path` and write the stream there; `finish` makes it durable.
+    pub fn create(path: PathBuf) -> Result<Self> {
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let writer = file.try_clone().map_err(|e| Error::io(&path, e))?;
+        Ok(FileConn {
+            out: BufWriter::with_capacity(1 << 20, Box::new(writer)),
+            file: Some((path, file)),
+        })
+    }
+}
+
+impl Write for FileConn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl Conn for FileConn {
+    fn acked_checkpoint(&self) -> Option<u64> {
+        None
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Outcome> {
+        let name = match &self.file {
+            Some((p, _)) => p.clone(),
+            None => PathBuf::from("<stdout>"),
+        };
+        self.out.flush().map_err(|e| Error::io(&name, e))?;
+        if let Some((path, file)) = &self.file {
+            file.sync_all().map_err(|e| Error::io(path, e))?;
+        }
+        Ok(Outcome::default())
+    }
+}
+
+/// State the acknowledgement reader shares with the writer.
+#[derive(Default)]
+struct Acks {
+    last: Option<u64>,
+}
+
+/// A framed network connection (tls://, quic://, tcp://) after the hello was accepted.
+pub struct NetConn {
+    endpoint: String,
+    data: DataWriter<Box<dyn WriteHalf>>,
+    acks: Arc<Mutex<Acks>>,
+    answer: Option<JoinHandle<io::Result<std::result::Result<(), String>>>>,
+    /// Kept alive for the connection's lifetime (QUIC endpoint and runtime); dropped last.
+    _keep: Option<Box<dyn Send>>,
+}
+
+fn transport(endpoint: &str, detail: impl Into<String>) -> Error {
+    Error::Transport {
+        endpoint: endpoint.to_string(),
+        detail: detail.into(),
+    }
+}
+
+impl NetConn {
+    /// Say hello on `duplex`, wait for Accept, and start reading acknowledgements.
+    pub(crate) fn start(
+        endpoint: String,
+        mut duplex: Duplex,
+        name: &str,
+        lanes: u16,
+        keep: Option<Box<dyn Send>>,
+    ) -> Result<Self> {
+        let hello = Control::Hello {
+            name: name.to_string(),
+            lanes,
+        };
+        let lost = |e: io::Error| transport(&endpoint, format!("no answer to our hello: {e}"));
+        duplex.write.write_all(&hello.encode()).map_err(lost)?;
+        duplex.write.flush().map_err(lost)?;
+        match read_control(&mut duplex.read) {
+            Ok(Control::Accept) => {}
+            Ok(Control::Refuse(why)) => return Err(transport(&endpoint, format!("refused: {why}"))),
+            Ok(other) => {
+                return Err(transport(&endpoint, format!("unexpected {other:?} instead of an accept")))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData && !e.to_string().contains("TLS") => {
+                return Err(transport(
+                    &endpoint,
+                    format!("the server did not answer in the lvmsync transport protocol ({e}); check the scheme and port"),
+                ))
+            }
+            Err(e) => return Err(lost(e)),
+        }
+        let acks = Arc::new(Mutex::new(Acks::default()));
+        let answer = {
+            let acks = acks.clone();
+            let mut read = duplex.read;
+            std::thread::Builder::new()
+                .name("lvmsync-acks".into())
+                .spawn(move || read_answers(&mut read, &acks))
+                .map_err(|e| transport(&endpoint, format!("cannot start a thread: {e}")))?
+        };
+        Ok(NetConn {
+            endpoint,
+            data: DataWriter::new(duplex.write),
+            acks,
+            answer: Some(answer),
+            _keep: keep,
+        })
+    }
+
+    /// If the receiver already reported a failure, that explains a write error best.
+    fn explain_write(&mut self, e: io::Error) -> io::Error {
+        if self.answer.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(Ok(Err(msg))) = self.answer.take().map(|h| h.join().unwrap_or(Ok(Ok(())))) {
+                return io::Error::new(
+                    e.kind(),
+                    format!("{}: the receiver failed: {msg}", self.endpoint),
+                );
+            }
+        }
+        io::Error::new(e.kind(), format!("{}: {e}", self.endpoint))
+    }
+}
+
+fn read_answers(
+    read: &mut impl Read,
+    acks: &Mutex<Acks>,
+) -> io::Result<std::result::Result<(), String>> {
+    loop {
+        match read_control(read)? {
+            Control::Checkpoint(n) => {
+                if let Ok(mut a) = acks.lock() {
+                    a.last = Some(n);
+                }
+            }
+            Control::Status(s) => return Ok(s),
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected {other:?} from the receiver"),
+                ))
+            }
+        }
+    }
+}
+
+impl Write for NetConn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.data.write(buf).map_err(|e| self.explain_write(e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.data.flush().map_err(|e| self.explain_write(e))
+    }
+}
+
+impl Conn for NetConn {
+    fn acked_checkpoint(&self) -> Option<u64> {
+        self.acks.lock().ok().and_then(|a| a.last)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Outcome> {
+        // A failed End write shows up below as a lost connection or the receiver's error.
+        let _ = self.data.send_control(&Control::End);
+        let answer = match self.answer.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("acknowledgement reader panicked"))),
+            None => Err(io::Error::other("the connection already failed")),
+        };
+        let _ = self.data.get_mut().close();
+        let last_checkpoint = self.acked_checkpoint();
+        match answer {
+            Ok(Ok(())) => Ok(Outcome { last_checkpoint }),
+            Ok(Err(msg)) => Err(transport(
+                &self.endpoint,
+                format!("the receiver failed: {msg}"),
+            )),
+            Err(e) => Err(transport(
+                &self.endpoint,
+                format!(
+                    "connection lost before the receiver confirmed the stream ({e}); \
+                     rerun the send (with --resume to continue from the last checkpoint)"
+                ),
+            )),
+        }
+    }
+}
+
+impl Drop for NetConn {
+    fn drop(&mut self) {
+        if self.answer.is_some() {
+            // Abandoned without `finish`: end our direction so the receiver sees a cut (EOF
+            // before `End`) instead of waiting on a connection another handle keeps open.
+            let _ = self.data.get_mut().close();
+        }
+    }
+}

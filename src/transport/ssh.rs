@@ -1,0 +1,224 @@
+//! `ssh://[user@]host[:port]/<path>`: the system `ssh` runs `lvmsync receive <path>` on the far
+//! side and its stdin is the byte pipe, as the Ruby lvmsync did. Authentication, host keys and
+//! agent forwarding stay ssh's business; the remote command's exit status is the verdict and
+//! its stderr is shown (and quoted in the error when it fails).
+
+use super::conn::{Conn, Outcome};
+use crate::{Error, Result};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// How to run ssh and the remote lvmsync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshOptions {
+    /// The ssh client to run (default `ssh`).
+    pub program: PathBuf,
+    /// `-i <identity>`.
+    pub identity: Option<PathBuf>,
+    /// Further ssh arguments passed through verbatim (`-o StrictHostKeyChecking=yes`, `-F cfg`).
+    pub extra_args: Vec<String>,
+    /// The lvmsync binary on the far side (default `lvmsync`).
+    pub remote_lvmsync: String,
+    /// Arguments for the remote `lvmsync receive` placed before the path (`--force`, ...).
+    pub remote_args: Vec<String>,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            program: PathBuf::from("ssh"),
+            identity: None,
+            extra_args: Vec::new(),
+            remote_lvmsync: "lvmsync".to_string(),
+            remote_args: Vec::new(),
+        }
+    }
+}
+
+/// Quote one word for the remote POSIX shell, which is what ssh hands the command line to.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@%".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The ssh command line for `user@host:port` running `receive <path>` there.
+pub fn command(
+    user: Option<&str>,
+    host: &str,
+    port: Option<u16>,
+    path: &str,
+    opts: &SshOptions,
+) -> Command {
+    let mut cmd = Command::new(&opts.program);
+    cmd.arg("-o").arg("BatchMode=yes");
+    if let Some(p) = port {
+        cmd.arg("-p").arg(p.to_string());
+    }
+    if let Some(id) = &opts.identity {
+        cmd.arg("-i").arg(id);
+    }
+    if let Some(u) = user {
+        cmd.arg("-l").arg(u);
+    }
+    cmd.args(&opts.extra_args);
+    let mut remote = vec![shell_quote(&opts.remote_lvmsync), "receive".to_string()];
+    remote.extend(opts.remote_args.iter().map(|a| shell_quote(a)));
+    remote.push(shell_quote(path));
+    cmd.arg("--").arg(host).arg(remote.join(" "));
+    cmd
+}
+
+/// Keep the last this-many bytes of the remote's stderr for the error message.
+const STDERR_TAIL: usize = 4096;
+
+/// A running `ssh ... lvmsync receive <path>`.
+pub struct SshConn {
+    endpoint: String,
+    child: Child,
+    stdin: Option<io::BufWriter<ChildStdin>>,
+    stderr: Option<JoinHandle<()>>,
+    tail: Arc<Mutex<Vec<u8>>>,
+}
+
+impl SshConn {
+    /// Start ssh; `endpoint` names the destination in messages.
+    pub fn spawn(endpoint: String, mut cmd: Command) -> Result<Self> {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| Error::Transport {
+            endpoint: endpoint.clone(),
+            detail: format!(
+                "cannot run {:?}: {e}; install openssh-client",
+                cmd.get_program()
+            ),
+        })?;
+        let stdin = child
+            .stdin
+            .take()
+            .map(|s| io::BufWriter::with_capacity(1 << 20, s));
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().map(|mut err| {
+            let tail = tail.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = err.read(&mut buf) {
+                    let _ = io::stderr().write_all(&buf[..n]);
+                    if let Ok(mut t) = tail.lock() {
+                        t.extend_from_slice(&buf[..n]);
+                        let excess = t.len().saturating_sub(STDERR_TAIL);
+                        t.drain(..excess);
+                    }
+                }
+            })
+        });
+        Ok(SshConn {
+            endpoint,
+            child,
+            stdin,
+            stderr,
+            tail,
+        })
+    }
+
+    /// Close the pipe, wait for ssh, and describe a failure with the remote's own words.
+    fn wait(&mut self) -> Result<()> {
+        drop(self.stdin.take());
+        let status = self.child.wait().map_err(|e| Error::Transport {
+            endpoint: self.endpoint.clone(),
+            detail: format!("waiting for ssh: {e}"),
+        })?;
+        if let Some(h) = self.stderr.take() {
+            let _ = h.join();
+        }
+        self.verdict(status)
+    }
+
+    fn verdict(&self, status: ExitStatus) -> Result<()> {
+        if status.success() {
+            return Ok(());
+        }
+        let tail = self.tail.lock().map(|t| t.clone()).unwrap_or_default();
+        let said = String::from_utf8_lossy(&tail).trim().to_string();
+        let who = match status.code() {
+            Some(255) => "ssh itself failed (exit 255: check host, port, user and key)".to_string(),
+            Some(c) => format!("the remote lvmsync receive exited with status {c}"),
+            None => format!("ssh was killed ({status})"),
+        };
+        let detail = if said.is_empty() {
+            who
+        } else {
+            format!("{who}: {said}")
+        };
+        Err(Error::Transport {
+            endpoint: self.endpoint.clone(),
+            detail,
+        })
+    }
+
+    fn pipe_error(&mut self, e: io::Error) -> io::Error {
+        match self.wait() {
+            Err(why) => io::Error::new(e.kind(), why.to_string()),
+            Ok(()) => io::Error::new(e.kind(), format!("{}: {e}", self.endpoint)),
+        }
+    }
+}
+
+impl Write for SshConn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = match self.stdin.as_mut() {
+            Some(w) => w.write(buf),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        r.map_err(|e| self.pipe_error(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = match self.stdin.as_mut() {
+            Some(w) => w.flush(),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        r.map_err(|e| self.pipe_error(e))
+    }
+}
+
+impl Conn for SshConn {
+    fn acked_checkpoint(&self) -> Option<u64> {
+        None
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Outcome> {
+        if let Some(w) = self.stdin.as_mut() {
+            if let Err(e) = w.flush() {
+                return Err(match self.wait() {
+                    Err(why) => why,
+                    Ok(()) => Error::Transport {
+                        endpoint: self.endpoint.clone(),
+                        detail: format!("writing to ssh: {e}"),
+                    },
+                });
+            }
+        }
+        self.wait().map(|()| Outcome::default())
+    }
+}
+
+impl Drop for SshConn {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            // Abandoned mid-stream: don't let the remote mistake a short stream for a whole one.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
