@@ -1,20 +1,20 @@
 //! Turning the listed origin chunks into a [`ChangeSet`].
 //!
 //! The kernel lists exceptions in the order they were committed, so the origin chunks arrive
-//! unsorted. They are sorted (a u64 per exception: the smallest form the result can take),
+//! unsorted. They are radix-sorted (a u64 per exception: the smallest form the list can take),
 //! checked for duplicates (each origin chunk is copied at most once per snapshot) and for
-//! byte ranges past 64 bits, then pushed in order so neighbouring chunks merge into one extent.
+//! byte ranges past 64 bits, then turned in order into extents, consecutive chunks merged into one.
 
 use super::geometry::Geometry;
 use super::problem::StoreProblem;
-use crate::changeset::{ChangeSetBuilder, Extent, ExtentKind};
+use crate::changeset::{Extent, ExtentKind};
 use crate::error::Result;
 use crate::units::Bytes;
 use crate::ChangeSet;
 
 /// The change set for the origin chunks `old_chunks` of the store `name` with geometry `geom`.
 pub fn into_change_set(geom: &Geometry, mut old_chunks: Vec<u64>, name: &str) -> Result<ChangeSet> {
-    old_chunks.sort_unstable();
+    super::radix::sort_u64(&mut old_chunks);
     if let Some(w) = old_chunks.windows(2).find(|w| w[0] == w[1]) {
         return Err(StoreProblem::DuplicateOldChunk(w[0]).into_error(name));
     }
@@ -28,9 +28,17 @@ pub fn into_change_set(geom: &Geometry, mut old_chunks: Vec<u64>, name: &str) ->
             return Err(StoreProblem::OldChunkTooLarge(last).into_error(name));
         }
     }
-    let mut builder = ChangeSetBuilder::new(Bytes(chunk));
+    // Size the result exactly (one extent per run of consecutive chunks), then let the
+    // exception list go before the result is finalised.
+    let runs = 1 + old_chunks.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    let mut extents = Vec::with_capacity(runs.min(old_chunks.len()));
     for c in old_chunks {
-        builder.push(Extent::new(c * chunk, chunk, ExtentKind::Changed));
+        match extents.last_mut() {
+            Some(Extent { offset, length, .. }) if offset.0 + length.0 == c * chunk => {
+                length.0 += chunk;
+            }
+            _ => extents.push(Extent::new(c * chunk, chunk, ExtentKind::Changed)),
+        }
     }
-    builder.build()
+    ChangeSet::from_sorted(Bytes(chunk), extents)
 }

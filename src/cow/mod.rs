@@ -34,6 +34,7 @@ mod collect;
 pub mod geometry;
 pub mod header;
 pub mod problem;
+mod radix;
 pub mod source;
 mod walk;
 

@@ -59,6 +59,9 @@ impl StoreFile {
         let len = if is_block {
             file.seek(SeekFrom::End(0))?
         } else {
+            // Areas are one chunk in every E + 1: read-ahead would only fetch data chunks.
+            let random = nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM;
+            let _ = nix::fcntl::posix_fadvise(&file, 0, 0, random);
             file.metadata()?.len()
         };
         Ok(StoreFile {

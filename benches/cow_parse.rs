@@ -1,0 +1,271 @@
+//! Side-by-side benchmark of the COW exception-store reader and the block-hash compare.
+//!
+//! 1. A store with 1,048,576 exceptions (4 KiB chunks, random origin chunks, written by the
+//!    test-side kernel-allocator writer as a sparse file): `lvmsync::cow::changes_from_file`
+//!    against a plain read of the same bytes (every metadata area, same offsets, same order,
+//!    no parsing), with the page cache warm and cold, and, as root, through a read-only loop
+//!    device (the `O_DIRECT` path a live `-cow` device takes). Prints speed ratios (target
+//!    >= 0.8) and the parser's peak RSS, measured in a child process, minus the result list.
+//! 2. `lvmsync::blockhash::compare_files` against `cmp` on the same two files.
+//!
+//! Run: `cargo bench --bench cow_parse` (or build with `--no-run` and run the binary).
+
+#[path = "../tests/cow_support/mod.rs"]
+mod cow_support;
+
+use cow_support::{shuffled_chunks, StoreSpec};
+use lvmsync::units::Bytes;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const EXCEPTIONS: u64 = 1 << 20;
+const CHUNK_SECTORS: u32 = 8;
+const RUNS: usize = 5;
+const CHILD_ENV: &str = "LVMSYNC_BENCH_RSS_CHILD";
+
+fn main() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        return rss_child(Path::new(&path));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("lvmsync-bench")
+        .tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))
+        .unwrap();
+    cow_bench(dir.path());
+    blockhash_bench(dir.path());
+}
+
+/// Best of `RUNS` timings of `a` and of `b`, interleaved (a, b, b, a, ...) so that load from
+/// other processes on the machine hits both alike; `before` runs untimed ahead of each.
+fn race(
+    mut before: impl FnMut(),
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> (Duration, Duration) {
+    let mut time = |f: &mut dyn FnMut()| {
+        before();
+        let t = Instant::now();
+        f();
+        t.elapsed()
+    };
+    let (mut best_a, mut best_b) = (Duration::MAX, Duration::MAX);
+    for run in 0..RUNS {
+        let (ta, tb) = if run % 2 == 0 {
+            let ta = time(&mut a);
+            (ta, time(&mut b))
+        } else {
+            let tb = time(&mut b);
+            (time(&mut a), tb)
+        };
+        best_a = best_a.min(ta);
+        best_b = best_b.min(tb);
+    }
+    (best_a, best_b)
+}
+
+fn drop_cache(path: &Path) {
+    let f = File::open(path).unwrap();
+    nix::fcntl::posix_fadvise(
+        &f,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+}
+
+/// The plain read: every metadata area of `spec`, in order, into one buffer; no parsing.
+/// With `direct`, through `O_DIRECT` into an aligned buffer, as the reader does for devices.
+fn read_areas(path: &Path, spec: &StoreSpec, areas: u64, direct: bool) -> u64 {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    if direct {
+        opts.custom_flags(nix::libc::O_DIRECT);
+    }
+    let f = opts.open(path).unwrap();
+    let cb = spec.chunk_bytes() as usize;
+    let mut raw = vec![0u8; cb + 4096];
+    let skew = raw.as_ptr().align_offset(4096);
+    let buf = &mut raw[skew..skew + cb];
+    let mut sum = 0u64;
+    for k in 0..areas {
+        f.read_exact_at(buf, spec.area_chunk(k) * cb as u64)
+            .unwrap();
+        sum = sum.wrapping_add(u64::from(buf[8]));
+    }
+    sum
+}
+
+fn parse(path: &Path) -> usize {
+    lvmsync::cow::changes_from_file(path).unwrap().len()
+}
+
+fn ratio_line(what: &str, plain: Duration, parse: Duration, bytes: u64) {
+    let mbs = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "{what:<34} plain read {:>8.1} ms ({:>7.0} MB/s)  parse {:>8.1} ms ({:>7.0} MB/s)  \
+         speed ratio {:.2}",
+        plain.as_secs_f64() * 1e3,
+        mbs(plain),
+        parse.as_secs_f64() * 1e3,
+        mbs(parse),
+        plain.as_secs_f64() / parse.as_secs_f64()
+    );
+}
+
+fn cow_bench(dir: &Path) {
+    // Random writes over a 64 GiB origin: origin chunks 16 apart, in shuffled commit order.
+    let spec = StoreSpec::new(CHUNK_SECTORS, shuffled_chunks(EXCEPTIONS, 2024, 16));
+    let path = dir.join("snap-cow.img");
+    spec.write_sparse(&path);
+    let areas = EXCEPTIONS / spec.per_area() + 1;
+    let meta_bytes = areas * spec.chunk_bytes();
+    let (_, store_len) = spec.layout();
+    println!(
+        "COW store: {EXCEPTIONS} exceptions, chunk {} B, {areas} metadata areas = {} MiB of \
+         metadata in a {} MiB store",
+        spec.chunk_bytes(),
+        meta_bytes >> 20,
+        store_len >> 20
+    );
+    assert_eq!(
+        parse(&path) as u64,
+        EXCEPTIONS,
+        "no two chunks are adjacent"
+    );
+
+    let plain = || {
+        read_areas(&path, &spec, areas, false);
+    };
+    let parsed = || {
+        parse(&path);
+    };
+    let (p, q) = race(|| {}, plain, parsed);
+    ratio_line("file, page cache warm", p, q, meta_bytes);
+    let (p, q) = race(|| drop_cache(&path), plain, parsed);
+    ratio_line("file, page cache cold", p, q, meta_bytes);
+
+    match LoopDev::attach(&path) {
+        Some(dev) => {
+            let (p, q) = race(
+                || drop_cache(&path),
+                || {
+                    read_areas(&dev.0, &spec, areas, true);
+                },
+                || {
+                    parse(&dev.0);
+                },
+            );
+            ratio_line("loop device, O_DIRECT", p, q, meta_bytes);
+        }
+        None => println!("loop device, O_DIRECT: skipped (needs root and losetup)"),
+    }
+    rss_report(&path, EXCEPTIONS);
+}
+
+/// A read-only loop device over a file, detached on drop.
+struct LoopDev(PathBuf);
+
+impl LoopDev {
+    fn attach(file: &Path) -> Option<Self> {
+        let out = Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(file)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| LoopDev(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())))
+    }
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+fn vm_hwm_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// In a fresh process: parse, then print peak RSS and the result list's size.
+fn rss_child(path: &Path) {
+    let before = vm_hwm_kib();
+    let cs = lvmsync::cow::changes_from_file(path).unwrap();
+    let list = cs.len() * std::mem::size_of::<lvmsync::Extent>();
+    println!("{before} {} {list}", vm_hwm_kib());
+}
+
+fn rss_report(path: &Path, exceptions: u64) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (start, peak, list) = (v[0], v[1], v[2] / 1024);
+    println!(
+        "COW parse peak RSS: {:.1} MiB (process start {:.1} MiB, result list {:.1} MiB for \
+         {exceptions} extents); peak minus result list {:.1} MiB (target < 64)",
+        peak as f64 / 1024.0,
+        start as f64 / 1024.0,
+        list as f64 / 1024.0,
+        (peak - list) as f64 / 1024.0
+    );
+}
+
+fn blockhash_bench(dir: &Path) {
+    const SIZE: usize = 512 << 20;
+    let old = dir.join("old.img");
+    let new = dir.join("new.img");
+    let mut data = vec![0u8; SIZE];
+    let mut s = 0x1234_5678_9abc_def1u64;
+    for w in data.chunks_mut(8) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        w.copy_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(&old, &data).unwrap();
+    std::fs::write(&new, &data).unwrap();
+    drop(data);
+    // Identical files: cmp must read both to the end (it stops at the first difference).
+    let bs = Bytes(65536);
+    let (cmp, hashed) = race(
+        || {},
+        || {
+            let st = Command::new("cmp")
+                .arg("-s")
+                .arg(&old)
+                .arg(&new)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        },
+        || {
+            let cs = lvmsync::blockhash::compare_files(&old, &new, bs).unwrap();
+            assert!(cs.is_empty());
+        },
+    );
+    let bytes = 2 * SIZE as u64;
+    let gbs = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e9;
+    println!(
+        "blockhash compare, 2 x {} MiB, block 64 KiB, page cache warm: cmp -s {:.0} ms \
+         ({:.2} GB/s)  lvmsync {:.0} ms ({:.2} GB/s)  speed ratio {:.2}",
+        SIZE >> 20,
+        cmp.as_secs_f64() * 1e3,
+        gbs(cmp),
+        hashed.as_secs_f64() * 1e3,
+        gbs(hashed),
+        cmp.as_secs_f64() / hashed.as_secs_f64()
+    );
+}
