@@ -17,6 +17,8 @@ pub enum Exit {
     Destination = 4,
     /// A stream or journal failed verification (truncated, corrupted, unknown version).
     Integrity = 5,
+    /// A network transport failed.
+    Transport = 6,
     /// The destination does not hold the delta's base state.
     BaseMismatch = 7,
 }
@@ -35,6 +37,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         Some(Error::Corrupt { .. } | Error::Unusable { .. }) => Exit::Source,
         Some(Error::Destination { .. }) => Exit::Destination,
         Some(Error::Integrity { .. }) => Exit::Integrity,
+        Some(Error::Transport { .. }) => Exit::Transport,
         Some(Error::BaseMismatch { .. }) => Exit::BaseMismatch,
         _ => Exit::Failure,
     }

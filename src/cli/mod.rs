@@ -7,7 +7,9 @@ mod planned;
 mod probe;
 mod receive;
 mod recover;
+mod rollback;
 mod send;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use exit::Exit;
@@ -38,7 +40,7 @@ enum Command {
     /// Apply a delta file to a device or file, atomically
     Apply(apply::ApplyCmdArgs),
     /// Compare source and destination by hash tree and list (or repair) differing ranges
-    Verify(planned::PlannedArgs),
+    Verify(verify::VerifyArgs),
     /// Replicate continuously into an NBD server
     Mirror(planned::PlannedArgs),
     /// Serve a destination over NBD
@@ -46,7 +48,7 @@ enum Command {
     /// Mount a delta, snapshot or point-in-time view as a directory of changed-extent files
     View(planned::PlannedArgs),
     /// Restore an earlier state of a destination from its snapback journal
-    Rollback(planned::PlannedArgs),
+    Rollback(rollback::RollbackArgs),
     /// Finish or undo an interrupted apply
     Recover(recover::RecoverArgs),
 }
@@ -60,11 +62,11 @@ pub fn main() -> ExitCode {
         Command::Send(a) => send::run(a),
         Command::Receive(a) => receive::run(a),
         Command::Apply(a) => apply::run(a),
-        Command::Verify(a) => planned::run("lvmsync verify", a),
+        Command::Verify(a) => verify::run(a),
         Command::Mirror(a) => planned::run("lvmsync mirror", a),
         Command::Serve(a) => planned::run("lvmsync serve", a),
         Command::View(a) => planned::run("lvmsync view", a),
-        Command::Rollback(a) => planned::run("lvmsync rollback", a),
+        Command::Rollback(a) => rollback::run(a),
         Command::Recover(a) => recover::run(a),
     };
     match result {

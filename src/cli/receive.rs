@@ -24,6 +24,9 @@ pub struct ApplyArgs {
     /// Progress display: auto, bar, json or none.
     #[arg(long, default_value = "auto")]
     pub progress: ProgressMode,
+    /// Keep each apply's undo journal in DIR, so `lvmsync rollback` can restore earlier states.
+    #[arg(long, value_name = "DIR")]
+    pub snapback: Option<PathBuf>,
     /// Benchmarks only: write in place without the undo journal (NOT crash-safe).
     #[arg(long, hide = true)]
     pub unsafe_no_journal: bool,
@@ -38,6 +41,7 @@ impl ApplyArgs {
             grow: self.grow,
             dry_run: self.dry_run,
             unsafe_no_journal: self.unsafe_no_journal,
+            snapback: self.snapback.clone(),
         }
     }
 }

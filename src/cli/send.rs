@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use lvmsync::dm::{DeviceKind, ProbeReport};
 use lvmsync::stream::fingerprint::content_fingerprint;
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
@@ -88,13 +89,30 @@ fn header(source: String, size: u64, block: u64, touched: Bytes) -> Header {
     }
 }
 
+/// `changes` without anything at or past `size` (a block-hash compare against a longer old
+/// image reports its tail as removed; the destination keeps bytes past the device size).
+pub fn clip_to(changes: &ChangeSet, size: u64) -> anyhow::Result<ChangeSet> {
+    let kept = changes
+        .extents()
+        .iter()
+        .filter(|e| e.offset.0 < size)
+        .map(|e| {
+            let len = e.length.0.min(size - e.offset.0);
+            Extent::new(e.offset.0, len, e.kind)
+        });
+    Ok(ChangeSet::from_extents(changes.block_size(), kept)?)
+}
+
 /// Images and plain devices: everything (full, sparse) or a block-hash delta against --base.
 fn plan_image(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let src = &args.source;
     let size = device_size(src)?;
     let changes = match &args.base {
-        Some(old) => lvmsync::blockhash::compare_files(old, src, Bytes(block))
-            .with_context(|| format!("comparing {} with {}", old.display(), src.display()))?,
+        Some(old) => clip_to(
+            &lvmsync::blockhash::compare_files(old, src, Bytes(block))
+                .with_context(|| format!("comparing {} with {}", old.display(), src.display()))?,
+            size,
+        )?,
         None => ChangeSet::from_extents(Bytes(block), [Extent::new(0, size, ExtentKind::Changed)])?,
     };
     let mut h = header(
@@ -115,6 +133,85 @@ fn plan_image(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     })
 }
 
+/// The identity of an LVM snapshot: its dm UUID (VG and LV UUIDs) and size. Reading whole
+/// LVs to fingerprint their contents would defeat metadata-based change discovery.
+fn lvm_identity(p: &ProbeReport) -> Fingerprint {
+    let mut h = blake3::Hasher::new_derive_key("lvmsync 2026-11 lvm snapshot identity v1");
+    h.update(p.dm_uuid.as_deref().unwrap_or(&p.dm_name).as_bytes());
+    h.update(&p.size.0.to_le_bytes());
+    Fingerprint(*h.finalize().as_bytes())
+}
+
+/// Live LVM snapshots: changes from snapshot metadata, data read from the snapshot itself.
+fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
+    let name = args.source.display().to_string();
+    let snap = lvmsync::dm::probe(&name)?;
+    let read_from = PathBuf::from(format!("/dev/mapper/{}", snap.dm_name));
+    let size = snap.size.0;
+    let (changes, base) = match &args.since {
+        Some(since) => {
+            let changes = lvmsync::dm::diff_live(&name, Some(since), false)?;
+            (changes, Some(lvmsync::dm::probe(since)?))
+        }
+        // A full sync of a thin snapshot: its mapped ranges, and discards for the holes.
+        None if snap.kind == DeviceKind::Thin => {
+            let mapped = lvmsync::dm::diff_live(&name, None, false)?;
+            (with_holes_discarded(&mapped, size)?, None)
+        }
+        // A full sync of any other device: every byte, zero runs sparse.
+        None => {
+            let all = Extent::new(0, size, ExtentKind::Changed);
+            (ChangeSet::from_extents(Bytes(block), [all])?, None)
+        }
+    };
+    let mut h = header(name, size, block, changes.changed_bytes());
+    h.source_uuid = snap
+        .lvm_uuids
+        .as_ref()
+        .map(|u| format!("{}/{}", u.vg_uuid, u.lv_uuid))
+        .unwrap_or_default();
+    if let Some(b) = &base {
+        h.base = lvm_identity(b);
+        h.base_size = b.size;
+    }
+    h.target = lvm_identity(&snap);
+    Ok(Plan {
+        changes,
+        read_from,
+        header: h,
+    })
+}
+
+/// `mapped` plus `Removed` extents over every gap up to `size`.
+fn with_holes_discarded(mapped: &ChangeSet, size: u64) -> anyhow::Result<ChangeSet> {
+    let mut all = mapped.extents().to_vec();
+    let mut pos = 0;
+    for e in mapped.extents() {
+        all.push(Extent::new(pos, e.offset.0 - pos, ExtentKind::Removed));
+        pos = e.offset.0 + e.length.0;
+    }
+    all.push(Extent::new(
+        pos,
+        size.saturating_sub(pos),
+        ExtentKind::Removed,
+    ));
+    Ok(ChangeSet::from_extents(mapped.block_size(), all)?)
+}
+
+/// True when the source names an LVM/dm device (a name, or a block device) rather than an
+/// image file; a block device device-mapper does not know is sent as an image.
+fn is_live(args: &SendArgs) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let block = std::fs::metadata(&args.source).map(|m| m.file_type().is_block_device());
+    args.since.is_some()
+        || (args.base.is_none()
+            && match block {
+                Err(_) => true,
+                Ok(true) => lvmsync::dm::probe(&args.source.display().to_string()).is_ok(),
+                Ok(false) => false,
+            })
+}
+
 /// Run `lvmsync send`.
 pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     let block = block_size(args)?;
@@ -122,10 +219,8 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
         changes,
         read_from,
         header,
-    } = if args.since.is_some() {
-        return Err(
-            Error::NotImplemented("live LVM sources (send <snapshot> --since <base>)").into(),
-        );
+    } = if is_live(args) {
+        plan_live(args, block)?
     } else {
         plan_image(args, block)?
     };

@@ -20,7 +20,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Apply a batch to the destination once it holds this many plain bytes or records.
-const BATCH_BYTES: u64 = 16 << 20;
+const BATCH_BYTES: u64 = 32 << 20;
 const BATCH_RECORDS: usize = 512;
 
 /// How to apply.
@@ -36,6 +36,8 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// Benchmark only: write in place with no undo journal (not crash-safe).
     pub unsafe_no_journal: bool,
+    /// Keep the committed undo journal in this directory as a snapback image.
+    pub snapback: Option<PathBuf>,
 }
 
 /// What an apply did.
@@ -211,9 +213,15 @@ pub fn apply_stream(
         applied_unix: now_unix(),
     }
     .save(&paths.state)?;
-    if !opts.unsafe_no_journal {
-        std::fs::remove_file(&paths.journal).map_err(|e| Error::io(&paths.journal, e))?;
-        super::dest::sync_dir(&paths.dir)?;
+    match &opts.snapback {
+        _ if opts.unsafe_no_journal => {}
+        Some(dir) => {
+            super::snapback::keep(&paths.journal, dir, &h.target.to_hex())?;
+        }
+        None => {
+            std::fs::remove_file(&paths.journal).map_err(|e| Error::io(&paths.journal, e))?;
+            super::dest::sync_dir(&paths.dir)?;
+        }
     }
     Ok(report)
 }
