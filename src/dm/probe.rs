@@ -123,7 +123,7 @@ pub fn probe(arg: &str) -> Result<ProbeReport> {
     let mut report = ProbeReport {
         device: arg.to_string(),
         kind: DeviceKind::Plain,
-        size: dev.size().to_bytes().unwrap_or(Bytes(u64::MAX)),
+        size: sectors_to_bytes(&dev, dev.size())?,
         dm_name: dev.name.clone(),
         dm_uuid: dev.uuid.clone(),
         devnum: dev.devnum,
