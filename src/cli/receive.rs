@@ -3,6 +3,7 @@
 use clap::Args;
 use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport};
 use lvmsync::stream::progress::{Progress, ProgressMode};
+use lvmsync::transport::{Allow, ListenUrl, Listener, ServerOptions, TlsFiles};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -49,12 +50,32 @@ impl ApplyArgs {
 /// Arguments of `lvmsync receive`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Example:
-  lvmsync send --base old.img new.img --to - | ssh backup lvmsync receive /dev/vg/copy")]
+Examples:
+  lvmsync send --base old.img new.img --to - | ssh backup lvmsync receive /dev/vg/copy
+  lvmsync receive --listen tls://0.0.0.0:7000 --cert s.pem --key s.key --client-ca ca.pem \\
+      --allow copy=/dev/vg/copy")]
 pub struct ReceiveArgs {
-    /// The destination device or image file.
-    #[arg(value_name = "DEST")]
-    pub dest: PathBuf,
+    /// The destination device or image file (the stream is read from stdin).
+    #[arg(value_name = "DEST", required_unless_present = "listen")]
+    pub dest: Option<PathBuf>,
+    /// Serve senders on `tls://addr:port`, `quic://addr:port` or `tcp://127.0.0.1:port`.
+    #[arg(long, value_name = "URL", conflicts_with = "dest")]
+    pub listen: Option<String>,
+    /// Map a name senders ask for to a device: `<name>=<device-or-file>`, repeatable.
+    #[arg(long, value_name = "NAME=DEV", requires = "listen")]
+    pub allow: Vec<String>,
+    /// This server's certificate (PEM).
+    #[arg(long, value_name = "PEM", requires = "listen")]
+    pub cert: Option<PathBuf>,
+    /// This server's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "listen")]
+    pub key: Option<PathBuf>,
+    /// The CA client certificates must be signed by (PEM).
+    #[arg(long, value_name = "PEM", requires = "listen")]
+    pub client_ca: Option<PathBuf>,
+    /// Serve one sender, then exit with its outcome.
+    #[arg(long, requires = "listen")]
+    pub once: bool,
     #[command(flatten)]
     pub apply: ApplyArgs,
 }
@@ -93,7 +114,57 @@ fn print_report(r: &ApplyReport, dest: &std::path::Path) {
 
 /// Run `lvmsync receive`.
 pub fn run(args: &ReceiveArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.listen {
+        return serve(args, url);
+    }
+    let dest = args
+        .dest
+        .as_ref()
+        .expect("clap requires DEST without --listen");
     let stdin = std::io::stdin().lock();
     let input = std::io::BufReader::with_capacity(1 << 20, stdin);
-    apply_with_progress(input, "stdin", &args.dest, &args.apply)
+    apply_with_progress(input, "stdin", dest, &args.apply)
+}
+
+/// Accept senders one after another and apply each stream to the device its name maps to.
+fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
+    let url: ListenUrl = url.parse()?;
+    let allow = args
+        .allow
+        .iter()
+        .map(|a| a.parse::<Allow>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = ServerOptions {
+        tls: TlsFiles {
+            cert: args.cert.clone(),
+            key: args.key.clone(),
+            ca: args.client_ca.clone(),
+        },
+        allow,
+    };
+    let listener = Listener::bind(&url, &opts)?;
+    eprintln!("lvmsync: listening on {}", listener.local_addr());
+    loop {
+        let session = match listener.accept() {
+            Ok(s) => s,
+            Err(e) if args.once => return Err(e.into()),
+            Err(e) => {
+                eprintln!("lvmsync: refused a client: {e}");
+                continue;
+            }
+        };
+        let name = format!("client {} ({})", session.peer, session.name);
+        let input = std::io::BufReader::with_capacity(1 << 20, session.data);
+        let result = apply_with_progress(input, &name, &session.device, &args.apply);
+        let verdict = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
+        if let Err(e) = session.acks.finish(verdict) {
+            eprintln!("lvmsync: {name}: {e}");
+        }
+        match result {
+            Err(e) if args.once => return Err(e),
+            Err(e) => eprintln!("lvmsync: {name}: error: {e:#}"),
+            Ok(()) if args.once => return Ok(()),
+            Ok(()) => {}
+        }
+    }
 }

@@ -6,10 +6,11 @@ use lvmsync::dm::{DeviceKind, ProbeReport};
 use lvmsync::stream::fingerprint::content_fingerprint;
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
+use lvmsync::transport::{connect, ConnectOptions, Dest, SshOptions, TlsFiles};
 use lvmsync::units::Bytes;
 use lvmsync::{ChangeSet, Error, Extent, ExtentKind};
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `lvmsync send`.
@@ -20,7 +21,9 @@ Examples:
   lvmsync send --base old.img new.img --to delta.lvd        # block-hash delta
   lvmsync send --base old.img new.img --to - | lvmsync receive /dev/vg/copy
   lvmsync send vg0/snap2 --since vg0/snap1 --to delta.lvd   # live LVM snapshots
-  lvmsync send vg0/thinsnap --to full.lvd                   # full sync of a thin snapshot")]
+  lvmsync send vg0/thinsnap --to full.lvd                   # full sync of a thin snapshot
+  lvmsync send --base old.img new.img --to ssh://backup/srv/copy.img
+  lvmsync send --base old.img new.img --to tls://backup:7000/copy --cert c.pem --key c.key --ca ca.pem")]
 pub struct SendArgs {
     /// The image, device or snapshot to send.
     #[arg(value_name = "SOURCE")]
@@ -46,6 +49,54 @@ pub struct SendArgs {
     /// Progress display: auto, bar, json or none.
     #[arg(long, default_value = "auto")]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// How to reach network destinations (`ssh://`, `tls://`, `quic://`, `tcp://`).
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// This client's certificate (PEM) for tls:// and quic://.
+    #[arg(long, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// This client's private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub key: Option<PathBuf>,
+    /// The CA that signed the receiver's certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// ssh:// identity file (`ssh -i`).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_identity: Option<PathBuf>,
+    /// Extra ssh argument, repeatable (`--ssh-arg=-p2222`, `--ssh-arg=-oUserKnownHostsFile=k`).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub ssh_arg: Vec<String>,
+    /// The lvmsync binary on the ssh:// far side.
+    #[arg(long, value_name = "PATH", default_value = "lvmsync")]
+    pub remote_lvmsync: String,
+    /// Extra argument for the remote `lvmsync receive`, repeatable (`--remote-arg=--force`).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub remote_arg: Vec<String>,
+}
+
+impl NetArgs {
+    /// The transport library's options.
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            tls: TlsFiles {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                ca: self.ca.clone(),
+            },
+            ssh: SshOptions {
+                identity: self.ssh_identity.clone(),
+                extra_args: self.ssh_arg.clone(),
+                remote_lvmsync: self.remote_lvmsync.clone(),
+                remote_args: self.remote_arg.clone(),
+                ..SshOptions::default()
+            },
+        }
+    }
 }
 
 /// Size of a file or block device.
@@ -234,32 +285,17 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
         level: args.level,
         ..EncodeOptions::default()
     };
-    let summary = if args.to == "-" {
-        let out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        send_changes(src, &changes, &header, out, "stdout", opts, &mut report)?.1
-    } else if args.to.contains("://") {
-        return Err(Error::NotImplemented(
-            "network destinations in send (ssh://, tls://, quic://, tcp://); pipe instead: \
-             lvmsync send ... --to - | ssh host lvmsync receive <dest>",
-        )
-        .into());
-    } else {
-        let path = Path::new(&args.to);
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        let out = BufWriter::with_capacity(1 << 20, file);
-        let result = send_changes(src, &changes, &header, out, &args.to, opts, &mut report);
-        let (out, summary) = match result {
-            Ok(r) => r,
-            Err(e) => {
+    let dest: Dest = args.to.parse()?;
+    let conn = connect(&dest, &args.net.options())?;
+    let sent = send_changes(src, &changes, &header, conn, &args.to, opts, &mut report);
+    let summary = match sent.and_then(|(conn, summary)| conn.finish().map(|_| summary)) {
+        Ok(summary) => summary,
+        Err(e) => {
+            if let Dest::File(path) = &dest {
                 let _ = std::fs::remove_file(path);
-                return Err(e.into());
             }
-        };
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io(path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(path, e))?;
-        summary
+            return Err(e.into());
+        }
     };
     progress.finish();
     let mut err = std::io::stderr().lock();
