@@ -9,4 +9,7 @@
 //! Add a scenario as `mod <name>;` with its file beside this one; start each test with a
 //! fixture from `lvmsync_vm_tests` (they refuse to run outside the guest).
 
+mod cow_diff;
 mod probe;
+mod probe_errors;
+mod thin_diff;
