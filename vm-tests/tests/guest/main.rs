@@ -11,5 +11,4 @@
 
 mod cow_diff;
 mod probe;
-mod probe_errors;
 mod thin_diff;
