@@ -87,3 +87,30 @@ fn torn_head_is_discarded_and_foreign_journal_refused() {
     assert!(err.contains("journal belongs to"), "{err}");
     assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 4096]);
 }
+
+#[test]
+fn a_second_receiver_on_the_same_destination_is_refused() {
+    let d = tmp();
+    let dest = at(&d, "dest.img");
+    write(&dest, &[1u8; 4096]);
+    let st = at(&d, "st");
+    let paths = DestPaths::new(&st, &dest).unwrap();
+    let held = paths.lock().unwrap();
+    let o = bin()
+        .arg("recover")
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&st)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another lvmsync"));
+    drop(held);
+    ok(&bin()
+        .arg("recover")
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&st)
+        .output()
+        .unwrap());
+}

@@ -53,11 +53,14 @@ fn setup() -> Setup {
     }
 }
 
+/// The state directory's files and contents, except lock files (empty, and created by the
+/// first run that takes the destination's lock).
 fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_none_or(|x| x != "lock"))
+        .map(|p| {
             let b = std::fs::read(&p).unwrap();
             (p, b)
         })

@@ -18,6 +18,7 @@ pub struct RecoverArgs {
 /// Run `lvmsync recover`.
 pub fn run(args: &RecoverArgs) -> anyhow::Result<()> {
     let paths = DestPaths::new(&args.state_dir, &args.dest)?;
+    let _lock = paths.lock()?;
     let outcome = recover(&paths)?;
     println!("{}: {outcome}", args.dest.display());
     Ok(())

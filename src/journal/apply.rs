@@ -123,6 +123,7 @@ pub fn apply_stream(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ApplyReport> {
     let paths = DestPaths::new(&opts.state_dir, dest)?;
+    let _lock = paths.lock()?;
     let recovery = if opts.dry_run {
         Recovery::Nothing
     } else {

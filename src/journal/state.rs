@@ -25,6 +25,13 @@ pub struct DestPaths {
     pub journal: PathBuf,
     /// The state file (target fingerprint of the last applied delta).
     pub state: PathBuf,
+    /// Held (flock) by whoever applies to or recovers the destination.
+    pub lock: PathBuf,
+}
+
+/// An exclusive hold on a destination's journal and state; released on drop.
+pub struct DestLock {
+    _flock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl DestPaths {
@@ -51,7 +58,28 @@ impl DestPaths {
             dir: state_dir.to_path_buf(),
             journal: state_dir.join(format!("{key}.journal")),
             state: state_dir.join(format!("{key}.state")),
+            lock: state_dir.join(format!("{key}.lock")),
         })
+    }
+
+    /// Take the destination's lock, failing at once if another lvmsync holds it (two
+    /// receivers on one destination would undo each other's journals).
+    pub fn lock(&self) -> Result<DestLock> {
+        use nix::fcntl::{Flock, FlockArg};
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(|e| Error::io(&self.lock, e))?;
+        Flock::lock(f, FlockArg::LockExclusiveNonblock)
+            .map(|f| DestLock { _flock: f })
+            .map_err(|(_, errno)| Error::Destination {
+                dest: self.canonical.clone(),
+                detail: format!(
+                    "another lvmsync is applying to or recovering it ({errno}); wait for it to end"
+                ),
+            })
     }
 }
 
