@@ -12,6 +12,9 @@
 //!   store. **The data of those chunks must be read from a newer snapshot** (a consistent point
 //!   in time: `<snapshot>` when `--since` is given), **never from the live origin**, which keeps
 //!   changing while it is read; the chunks inside the store hold the *old* contents.
+//!   The older store keeps growing after the newer snapshot is taken, so the list can be a
+//!   superset of the chunks that differ between the two snapshots; sending a superset with the
+//!   newer snapshot's data still makes the destination equal that snapshot.
 
 use super::probe::{probe, DeviceKind, ProbeReport};
 use crate::error::{Error, Result};

@@ -114,3 +114,39 @@ fn find_by_name(name: &str) -> Result<Option<Resolved>> {
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail(arg: &str) -> String {
+        match resolve(arg) {
+            Err(Error::Device { device, detail }) => {
+                assert_eq!(device, arg);
+                detail
+            }
+            other => panic!("{arg}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_and_non_dm_paths_get_their_own_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("image.raw");
+        std::fs::write(&file, b"data").unwrap();
+        let file = file.to_str().unwrap();
+        assert!(detail(file).starts_with("not a device-mapper device (a regular file)"));
+        let d = dir.path().to_str().unwrap();
+        assert!(detail(d).starts_with("not a device-mapper device (a directory)"));
+        let missing = format!("{d}/nope");
+        assert!(detail(&missing).starts_with("no such device"));
+        // /dev/null is a character device: not dm either.
+        assert!(detail("/dev/null").contains("not a block device"));
+    }
+
+    #[test]
+    fn unknown_lv_and_dm_names_say_how_to_find_them() {
+        assert!(detail("no-such-vg-7/lv").contains("lvchange -ay no-such-vg-7/lv"));
+        assert!(detail("no-such-dm-name-7").contains("dmsetup ls"));
+    }
+}

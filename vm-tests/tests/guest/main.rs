@@ -11,4 +11,5 @@
 
 mod cow_diff;
 mod probe;
+mod probe_errors;
 mod thin_diff;
