@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 type Shared = Arc<Mutex<rustls::Connection>>;
 
-const TLS_READ_CHUNK: usize = 32 * 1024;
+const TLS_READ_CHUNK: usize = 256 * 1024;
+const SEND_BUFFER: usize = 1 << 20;
 
 fn lock(s: &Shared) -> io::Result<MutexGuard<'_, rustls::Connection>> {
     s.lock()
@@ -41,6 +42,8 @@ pub fn handshake(mut conn: rustls::Connection, mut sock: TcpStream) -> io::Resul
     while conn.wants_write() {
         conn.write_tls(&mut sock)?;
     }
+    // Let a whole data frame's records go out in one vectored write instead of four.
+    conn.set_buffer_limit(Some(SEND_BUFFER));
     let shared: Shared = Arc::new(Mutex::new(conn));
     let read = TlsRead {
         shared: shared.clone(),
@@ -89,10 +92,16 @@ impl Read for TlsRead {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-                if self.start < self.end {
+                // Decrypt buffered ciphertext a record or so at a time, returning plaintext as
+                // soon as there is some (rustls caps its plaintext buffer at 16 KiB).
+                while self.start < self.end {
                     let used = feed(&mut conn, &self.buf[self.start..self.end], &self.sock)?;
                     self.start += used;
-                    continue;
+                    match conn.reader().read(out) {
+                        Ok(n) => return Ok(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             let n = loop {
