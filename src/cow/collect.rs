@@ -15,8 +15,13 @@ use crate::ChangeSet;
 /// The change set for the origin chunks `old_chunks` of the store `name` with geometry `geom`.
 pub fn into_change_set(geom: &Geometry, mut old_chunks: Vec<u64>, name: &str) -> Result<ChangeSet> {
     super::radix::sort_u64(&mut old_chunks);
-    if let Some(w) = old_chunks.windows(2).find(|w| w[0] == w[1]) {
-        return Err(StoreProblem::DuplicateOldChunk(w[0]).into_error(name));
+    // One pass: duplicates (each origin chunk is copied once) and the number of runs.
+    let mut runs = usize::from(!old_chunks.is_empty());
+    for w in old_chunks.windows(2) {
+        if w[0] == w[1] {
+            return Err(StoreProblem::DuplicateOldChunk(w[0]).into_error(name));
+        }
+        runs += usize::from(w[1] != w[0] + 1);
     }
     let chunk = geom.chunk_bytes();
     if let Some(&last) = old_chunks.last() {
@@ -30,8 +35,7 @@ pub fn into_change_set(geom: &Geometry, mut old_chunks: Vec<u64>, name: &str) ->
     }
     // Size the result exactly (one extent per run of consecutive chunks), then let the
     // exception list go before the result is finalised.
-    let runs = 1 + old_chunks.windows(2).filter(|w| w[1] != w[0] + 1).count();
-    let mut extents = Vec::with_capacity(runs.min(old_chunks.len()));
+    let mut extents = Vec::with_capacity(runs);
     for c in old_chunks {
         match extents.last_mut() {
             Some(Extent { offset, length, .. }) if offset.0 + length.0 == c * chunk => {

@@ -11,26 +11,25 @@ pub fn sort_u64(keys: &mut Vec<u64>) {
         keys.sort_unstable();
         return;
     }
-    let mut counts = [[0usize; 256]; 8];
-    for &k in keys.iter() {
-        for (d, c) in counts.iter_mut().enumerate() {
-            c[((k >> (d * 8)) & 0xff) as usize] += 1;
-        }
-    }
+    // Bytes where all keys agree leave the order unchanged: only the others get a pass.
+    let (any, all) = keys
+        .iter()
+        .fold((0u64, u64::MAX), |(any, all), &k| (any | k, all & k));
+    let varying = any ^ all;
     let mut scratch = vec![0u64; keys.len()];
-    for (d, count) in counts.iter().enumerate() {
-        // A byte all keys share leaves the order unchanged: skip its pass.
-        if count.contains(&keys.len()) {
-            continue;
-        }
+    for shift in (0..64).step_by(8).filter(|s| (varying >> s) & 0xff != 0) {
         let mut next = [0usize; 256];
+        for &k in keys.iter() {
+            next[((k >> shift) & 0xff) as usize] += 1;
+        }
         let mut sum = 0;
-        for (n, &c) in next.iter_mut().zip(count.iter()) {
+        for n in next.iter_mut() {
+            let count = *n;
             *n = sum;
-            sum += c;
+            sum += count;
         }
         for &k in keys.iter() {
-            let b = ((k >> (d * 8)) & 0xff) as usize;
+            let b = ((k >> shift) & 0xff) as usize;
             scratch[next[b]] = k;
             next[b] += 1;
         }
