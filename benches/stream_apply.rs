@@ -1,6 +1,8 @@
 //! Side-by-side apply benchmark (run with `cargo bench --bench stream_apply`):
-//! the same delta applied with the undo journal, without it (`--unsafe-no-journal`), and
-//! copied with `cat delta > file && sync`; reports medians, ratios and peak RSS.
+//! the same delta applied from a file with the undo journal (`apply`, which verifies the
+//! whole file first), without it (`--unsafe-no-journal`), piped into `receive` (journaled,
+//! verified once, as over a network), and copied with `cat delta > file && sync`; reports
+//! medians, ratios and peak RSS.
 //!
 //! The delta rewrites a whole device (`LVMSYNC_BENCH_MIB`, default 1024): half random,
 //! half compressible text, over a destination holding random data, so the journal must save
@@ -109,21 +111,30 @@ fn main() {
         dir.path().join("cat.out").display(),
         dir.path().join("cat.out").display()
     ));
+    let mut receive = Command::new("/usr/bin/time");
+    receive.args(["-f", time_fmt, "sh", "-c"]).arg(format!(
+        "'{bin}' receive --progress none --state-dir '{}' '{}' < '{}'",
+        st.display(),
+        dest.display(),
+        delta.display()
+    ));
     let reset = || {
         std::fs::copy(&old, &dest).unwrap();
         let _ = std::fs::remove_dir_all(&st);
         Command::new("sync").status().unwrap();
     };
-    let (mut j, mut nj, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut j, mut nj, mut r, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
         reset();
         j.push(timed(&mut apply(&[])));
         reset();
         nj.push(timed(&mut apply(&["--unsafe-no-journal"])));
         reset();
+        r.push(timed(&mut receive));
+        reset();
         c.push(timed(&mut cat));
     }
-    let (j, nj, c) = (median(j), median(nj), median(c));
+    let (j, nj, r, c) = (median(j), median(nj), median(r), median(c));
     let stream = std::fs::metadata(&delta).unwrap().len();
     println!("stream_apply: device {mib} MiB, stream {stream} bytes (median of 3)");
     println!(
@@ -134,10 +145,15 @@ fn main() {
         "  apply --unsafe-no-journal{:7.2} s  peak RSS {} KiB",
         nj.0, nj.1
     );
+    println!(
+        "  receive < delta (journaled){:5.2} s  peak RSS {} KiB",
+        r.0, r.1
+    );
     println!("  cat delta > file && sync {:7.2} s", c.0);
     println!(
         "  journal cost (journaled / no journal): {:.2}x",
         j.0 / nj.0
     );
     println!("  apply vs cat (cat / journaled apply):  {:.2}x", c.0 / j.0);
+    println!("  receive vs cat (cat / receive):        {:.2}x", c.0 / r.0);
 }

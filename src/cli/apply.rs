@@ -30,7 +30,7 @@ pub struct ApplyCmdArgs {
 /// Run `lvmsync apply`.
 pub fn run(args: &ApplyCmdArgs) -> anyhow::Result<()> {
     if args.delta == "-" {
-        let input = BufReader::with_capacity(1 << 20, std::io::stdin().lock());
+        let input = BufReader::with_capacity(1 << 20, std::io::stdin());
         return apply_with_progress(input, "stdin", &args.dest, &args.apply);
     }
     let open = || -> anyhow::Result<BufReader<File>> {

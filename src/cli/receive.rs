@@ -82,7 +82,7 @@ pub struct ReceiveArgs {
 
 /// Apply `input` to `dest` with progress, then print the outcome.
 pub fn apply_with_progress(
-    input: impl Read,
+    input: impl Read + Send,
     name: &str,
     dest: &std::path::Path,
     args: &ApplyArgs,
@@ -121,7 +121,7 @@ pub fn run(args: &ReceiveArgs) -> anyhow::Result<()> {
         .dest
         .as_ref()
         .expect("clap requires DEST without --listen");
-    let stdin = std::io::stdin().lock();
+    let stdin = std::io::stdin();
     let input = std::io::BufReader::with_capacity(1 << 20, stdin);
     apply_with_progress(input, "stdin", dest, &args.apply)
 }

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 /// Apply a batch to the destination once it holds this many plain bytes or records.
 const BATCH_BYTES: u64 = 32 << 20;
 const BATCH_RECORDS: usize = 512;
+/// Verified records the decoding thread may hold ready ahead of the writer.
+const DECODED_AHEAD: usize = 4;
 
 /// How to apply.
 #[derive(Debug, Clone)]
@@ -116,7 +118,7 @@ fn check_journal_space(h: &Header, paths: &DestPaths) -> Result<()> {
 
 /// Apply the stream from `input` (named `name` in errors) to `dest`.
 pub fn apply_stream(
-    input: impl Read,
+    input: impl Read + Send,
     name: &str,
     dest: &Path,
     opts: &ApplyOptions,
@@ -261,7 +263,7 @@ fn roll_back_after(e: Error, paths: &DestPaths, no_journal: bool) -> Error {
     }
 }
 
-fn run_records<R: Read>(
+fn run_records<R: Read + Send>(
     reader: &mut StreamReader<R>,
     d: &Destination,
     mut journal: Option<&mut UndoJournal>,
@@ -274,31 +276,43 @@ fn run_records<R: Read>(
         d.set_len(h.device_size.0)?;
     }
     let total = h.touched_bytes.0;
-    let mut batch: Vec<Item> = Vec::new();
-    let mut batch_bytes = 0u64;
-    let mut done = 0u64;
-    while let Some(item) = reader.next_item()? {
-        let (offset, len) = match &item {
-            Item::Data { offset, data } => (*offset, data.len() as u64),
-            Item::Zero { offset, len } | Item::Discard { offset, len } => (*offset, *len),
-            Item::Checkpoint(_) => continue,
-        };
-        if let Some(j) = journal.as_deref_mut() {
-            j.save_old(d, offset, len)?;
+    // Two stages: a thread reads, decompresses and verifies records while this one journals
+    // and writes, with at most `DECODED_AHEAD` verified records waiting in between.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Option<Item>>>(DECODED_AHEAD);
+        s.spawn(move || loop {
+            let next = reader.next_item();
+            let more = matches!(next, Ok(Some(_)));
+            if tx.send(next).is_err() || !more {
+                return;
+            }
+        });
+        let mut batch: Vec<Item> = Vec::new();
+        let mut batch_bytes = 0u64;
+        let mut done = 0u64;
+        while let Some(item) = rx.recv().expect("the decoder sends its end")? {
+            let (offset, len) = match &item {
+                Item::Data { offset, data } => (*offset, data.len() as u64),
+                Item::Zero { offset, len } | Item::Discard { offset, len } => (*offset, *len),
+                Item::Checkpoint(_) => continue,
+            };
+            if let Some(j) = journal.as_deref_mut() {
+                j.save_old(d, offset, len)?;
+            }
+            count(report, &item);
+            batch_bytes += len.min(BATCH_BYTES);
+            batch.push(item);
+            // Under the crash-test hook every extent is its own batch, so kills land between them.
+            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_RECORDS || test_slow_ms() > 0 {
+                done += write_batch(d, journal.as_deref_mut(), &mut batch)?;
+                batch_bytes = 0;
+                progress(done, total);
+            }
         }
-        count(report, &item);
-        batch_bytes += len.min(BATCH_BYTES);
-        batch.push(item);
-        // Under the crash-test hook every extent is its own batch, so kills land between them.
-        if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_RECORDS || test_slow_ms() > 0 {
-            done += write_batch(d, journal.as_deref_mut(), &mut batch)?;
-            batch_bytes = 0;
-            progress(done, total);
-        }
-    }
-    done += write_batch(d, journal, &mut batch)?;
-    progress(done, total);
-    Ok(())
+        done += write_batch(d, journal, &mut batch)?;
+        progress(done, total);
+        Ok(())
+    })
 }
 
 /// Make the batch's journal entries durable, then write the batch; returns bytes written.
