@@ -231,6 +231,20 @@ fn unreadable_inputs_are_named() {
 }
 
 #[test]
+fn read_error_mid_walk_is_reported_not_hung() {
+    // A sysfs attribute claims 4096 bytes but reads far fewer: the reader thread's read fails
+    // after the walk started, and the error must come back naming the file.
+    let sysfs = Path::new("/sys/devices/system/cpu/online");
+    assert_eq!(std::fs::metadata(sysfs).unwrap().len(), 4096);
+    let err = compare_files(sysfs, sysfs, Bytes(512)).unwrap_err();
+    assert!(
+        err.to_string().contains("/sys/devices/system/cpu/online"),
+        "{err}"
+    );
+    assert!(hash_file(sysfs, Bytes(512)).is_err());
+}
+
+#[test]
 fn hash_list_matches_blake3_of_each_block() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dev.img");
