@@ -230,6 +230,15 @@ impl<W: Write> DataWriter<W> {
 
 impl<W: Write> Write for DataWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() == HEADER && data.len() >= MAX_DATA / 4 {
+            // Big writes skip the copy into our buffer: header, then the caller's bytes.
+            let n = data.len().min(MAX_DATA);
+            let mut header = [K_DATA, 0, 0, 0, 0];
+            header[1..].copy_from_slice(&(n as u32).to_be_bytes());
+            self.inner.write_all(&header)?;
+            self.inner.write_all(&data[..n])?;
+            return Ok(n);
+        }
         let room = HEADER + MAX_DATA - self.buf.len();
         let n = data.len().min(room);
         self.buf.extend_from_slice(&data[..n]);
