@@ -70,15 +70,6 @@ impl StoreFile {
             bounce: is_block.then(Vec::new),
         })
     }
-
-    /// True when reads bypass the page cache (a block device).
-    pub fn is_direct(&self) -> bool {
-        self.bounce.is_some()
-    }
-}
-
-fn pread_exact(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    file.read_exact_at(buf, offset)
 }
 
 impl StoreSource for StoreFile {
@@ -88,23 +79,27 @@ impl StoreSource for StoreFile {
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let Some(bounce) = self.bounce.as_mut() else {
-            return pread_exact(&self.file, buf, offset);
+            return self.file.read_exact_at(buf, offset);
         };
         // O_DIRECT: read whole aligned blocks covering the request, then copy out.
+        let want_end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.len)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         let align = DIRECT_ALIGN as u64;
         let start = offset - offset % align;
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .and_then(|e| e.checked_next_multiple_of(align))
-            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?
+        let end = want_end
+            .next_multiple_of(align)
             .min(self.len.next_multiple_of(512));
         let span = usize::try_from(end - start).map_err(|_| io::ErrorKind::InvalidInput)?;
         if bounce.len() < span + DIRECT_ALIGN {
             bounce.resize(span + DIRECT_ALIGN, 0);
         }
         let skew = bounce.as_ptr().align_offset(DIRECT_ALIGN);
-        let aligned = &mut bounce[skew..skew + span];
-        pread_exact(&self.file, aligned, start)?;
+        let aligned = bounce
+            .get_mut(skew..skew + span)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        self.file.read_exact_at(aligned, start)?;
         let from = (offset - start) as usize;
         buf.copy_from_slice(&aligned[from..from + buf.len()]);
         Ok(())
