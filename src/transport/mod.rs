@@ -11,23 +11,19 @@
 //! split TLS streams, QUIC, ssh, the sender ([`conn`], [`client`]) and the receiver
 //! ([`server`]). The wire protocol is specified in docs/transport.md.
 
-pub mod args;
 pub mod client;
 pub mod conn;
 pub mod duplex;
 pub mod frame;
 pub mod quic;
-pub mod serve;
 pub mod server;
 pub mod ssh;
 mod tls;
 pub mod tlsconf;
 pub mod url;
 
-pub use args::{ListenArgs, SendTransportArgs};
 pub use client::{connect, connect_lanes, ConnectOptions, Lane};
 pub use conn::{Conn, NetConn, Outcome};
-pub use serve::{serve, Incoming};
 pub use server::{Acker, Allow, Listener, ServerOptions, Session};
 pub use ssh::SshOptions;
 pub use tlsconf::TlsFiles;
