@@ -3,7 +3,9 @@
 
 mod transport_support;
 
-use lvmsync::transport::{connect, ConnectOptions, Dest};
+use lvmsync::transport::{
+    connect, Allow, ConnectOptions, Dest, ListenUrl, Listener, ServerOptions, TlsFiles,
+};
 use std::io::Write;
 use transport_support::*;
 
@@ -119,4 +121,45 @@ fn server_certificate_must_match_the_host() {
     let (client, server) = refused("tls://127.0.0.2:0", "client", "tls://{addr}/vm1");
     assert_has(&client, &["does not name the host in the URL"]);
     assert_has(&server, &["the peer rejected our certificate"]);
+}
+
+#[test]
+fn setup_mistakes_are_named() {
+    let pki = Pki::new();
+    let url: ListenUrl = "tls://127.0.0.1:0".parse().unwrap();
+    let allow = vec!["vm1=/dev/x".parse::<Allow>().unwrap()];
+    let bind_err = |tls: TlsFiles, allow: Vec<Allow>| match Listener::bind(
+        &url,
+        &ServerOptions { tls, allow },
+    ) {
+        Ok(_) => panic!("bound"),
+        Err(e) => e.to_string(),
+    };
+    let mut tls = pki.server();
+    tls.cert = Some(pki.path("missing.pem"));
+    let msg = bind_err(tls, allow.clone());
+    assert!(
+        msg.contains("missing.pem") && msg.contains("cannot read certificates"),
+        "{msg}"
+    );
+    let mut tls = pki.server();
+    tls.key = Some(pki.path("ca.pem")); // a certificate where the key should be
+    let msg = bind_err(tls, allow.clone());
+    assert!(
+        msg.contains("ca.pem") && msg.contains("private key"),
+        "{msg}"
+    );
+    let mut tls = pki.server();
+    tls.ca = None;
+    assert!(bind_err(tls, allow).contains("--client-ca"));
+    assert!(bind_err(pki.server(), Vec::new()).contains("--allow"));
+    for bad in ["vm1", "=/dev/x", "vm1=", "../x=/dev/x"] {
+        let msg = bad.parse::<Allow>().unwrap_err().to_string();
+        assert!(msg.contains("--allow"), "{bad}: {msg}");
+    }
+    let msg = "tcp://0.0.0.0:7000"
+        .parse::<ListenUrl>()
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("only allowed to a loopback"), "{msg}");
 }
