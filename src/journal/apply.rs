@@ -287,6 +287,15 @@ fn run_records<R: Read + Send>(
                 return;
             }
         });
+        // Start writing each batch back at once (a sync on a third thread, requests coalesced)
+        // so the destination's writeback overlaps the next batch's journal writes instead of
+        // piling up for the final sync.
+        let (flush_tx, flush_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        s.spawn(move || {
+            while flush_rx.recv().is_ok() {
+                let _ = d.sync(); // errors resurface at the final sync
+            }
+        });
         let mut batch: Vec<Item> = Vec::new();
         let mut batch_bytes = 0u64;
         let mut done = 0u64;
@@ -305,6 +314,7 @@ fn run_records<R: Read + Send>(
             // Under the crash-test hook every extent is its own batch, so kills land between them.
             if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_RECORDS || test_slow_ms() > 0 {
                 done += write_batch(d, journal.as_deref_mut(), &mut batch)?;
+                let _ = flush_tx.try_send(());
                 batch_bytes = 0;
                 progress(done, total);
             }
