@@ -161,3 +161,39 @@ fn cli_send_base_delta_chain_through_pipe_and_file() {
         prev = cur;
     }
 }
+
+#[test]
+fn json_progress_and_send_dry_run() {
+    let d = tmp();
+    let src = at(&d, "src.img");
+    write(&src, &make_image(2 << 20, 21));
+    let plan = bin()
+        .args(["send", "--dry-run", "--to"])
+        .arg(at(&d, "never.lvd"))
+        .arg(&src)
+        .output()
+        .unwrap();
+    ok(&plan);
+    assert!(String::from_utf8_lossy(&plan.stdout).starts_with("plan: 1 extents, 2097152 bytes"));
+    assert!(!at(&d, "never.lvd").exists());
+    let delta = at(&d, "full.lvd");
+    send_delta(None, &src, &delta);
+    let out = bin()
+        .arg("apply")
+        .arg(&delta)
+        .arg(at(&d, "dest.img"))
+        .arg("--state-dir")
+        .arg(at(&d, "st"))
+        .args(["--progress", "json"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let last = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .last()
+        .expect("JSON progress lines on stderr");
+    assert_eq!(last["op"], "apply");
+    assert_eq!(last["bytes"], last["total"]);
+    assert!(last["rate_bytes_per_s"].as_f64().unwrap() > 0.0);
+}
