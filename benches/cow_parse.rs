@@ -1,7 +1,8 @@
 //! Side-by-side benchmark of the COW exception-store reader and the block-hash compare.
 //!
-//! 1. A store with 1,048,576 exceptions (4 KiB chunks, random origin chunks, written by the
-//!    test-side kernel-allocator writer as a sparse file): `lvmsync::cow::changes_from_file`
+//! 1. Stores with 1,048,576 exceptions (4 KiB chunks, random origin chunks, dense enough for
+//!    the bitmap path and sparse enough for the radix path, written by the test-side
+//!    kernel-allocator writer as sparse files): `lvmsync::cow::changes_from_file`
 //!    against a plain read of the same bytes (every metadata area, same offsets, same order,
 //!    no parsing), with the page cache warm and cold, and, as root, through a read-only loop
 //!    device (the `O_DIRECT` path a live `-cow` device takes). Prints speed ratios (target
@@ -34,7 +35,10 @@ fn main() {
         .prefix("lvmsync-bench")
         .tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))
         .unwrap();
-    cow_bench(dir.path());
+    // Dense: random writes over a 64 GiB origin (chunks 16 apart), sorted through a bitmap.
+    cow_bench(dir.path(), 16);
+    // Sparse: chunks 4096 apart (a 16 TiB origin): too sparse for a bitmap, radix-sorted.
+    cow_bench(dir.path(), 4096);
     blockhash_bench(dir.path());
 }
 
@@ -116,17 +120,17 @@ fn ratio_line(what: &str, plain: Duration, parse: Duration, bytes: u64) {
     );
 }
 
-fn cow_bench(dir: &Path) {
-    // Random writes over a 64 GiB origin: origin chunks 16 apart, in shuffled commit order.
-    let spec = StoreSpec::new(CHUNK_SECTORS, shuffled_chunks(EXCEPTIONS, 2024, 16));
+/// Origin chunks `spread` apart, in shuffled commit order.
+fn cow_bench(dir: &Path, spread: u64) {
+    let spec = StoreSpec::new(CHUNK_SECTORS, shuffled_chunks(EXCEPTIONS, 2024, spread));
     let path = dir.join("snap-cow.img");
     spec.write_sparse(&path);
     let areas = EXCEPTIONS / spec.per_area() + 1;
     let meta_bytes = areas * spec.chunk_bytes();
     let (_, store_len) = spec.layout();
     println!(
-        "COW store: {EXCEPTIONS} exceptions, chunk {} B, {areas} metadata areas = {} MiB of \
-         metadata in a {} MiB store",
+        "COW store: {EXCEPTIONS} exceptions {spread} chunks apart, chunk {} B, {areas} metadata \
+         areas = {} MiB of metadata in a {} MiB store",
         spec.chunk_bytes(),
         meta_bytes >> 20,
         store_len >> 20
