@@ -64,7 +64,10 @@ fn start_sshd() -> Option<Sshd> {
     std::fs::write(&fake, FAKE_LVMSYNC).unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     // sshd refuses to start without its privilege-separation directory.
-    std::fs::create_dir_all("/run/sshd").unwrap();
+    if let Err(e) = std::fs::create_dir_all("/run/sshd") {
+        eprintln!("SKIP: cannot create /run/sshd for sshd: {e}");
+        return None;
+    }
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -122,7 +125,8 @@ impl Sshd {
     }
 
     fn url(&self, path: &Path) -> Dest {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let out = Command::new("id").arg("-un").output().unwrap();
+        let user = String::from_utf8(out.stdout).unwrap().trim().to_string();
         format!("ssh://{user}@127.0.0.1:{}{}", self.port, path.display())
             .parse()
             .unwrap()
