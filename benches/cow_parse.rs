@@ -42,20 +42,41 @@ fn main() {
     blockhash_bench(dir.path());
 }
 
-/// Best of `RUNS` timings of `a` and of `b`, interleaved (a, b, b, a, ...) so that load from
-/// other processes on the machine hits both alike; `before` runs untimed ahead of each.
-fn race(
-    mut before: impl FnMut(),
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> (Duration, Duration) {
+/// Wall time and this thread's CPU time of one run.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// Nanoseconds this thread has spent on a CPU (user + system), from the scheduler's account.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+/// Best of `RUNS` timings of `a` and of `b` (wall and CPU minimum each), interleaved
+/// (a, b, b, a, ...) so that load from other processes on the machine hits both alike;
+/// `before` runs untimed ahead of each.
+fn race(mut before: impl FnMut(), mut a: impl FnMut(), mut b: impl FnMut()) -> (Timing, Timing) {
     let mut time = |f: &mut dyn FnMut()| {
         before();
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), thread_cpu());
         f();
-        t.elapsed()
+        Timing {
+            wall: t.elapsed(),
+            cpu: thread_cpu() - c,
+        }
     };
-    let (mut best_a, mut best_b) = (Duration::MAX, Duration::MAX);
+    let best = |x: Timing, y: Timing| Timing {
+        wall: x.wall.min(y.wall),
+        cpu: x.cpu.min(y.cpu),
+    };
+    let max = Timing {
+        wall: Duration::MAX,
+        cpu: Duration::MAX,
+    };
+    let (mut best_a, mut best_b) = (max, max);
     for run in 0..RUNS {
         let (ta, tb) = if run % 2 == 0 {
             let ta = time(&mut a);
@@ -64,8 +85,8 @@ fn race(
             let tb = time(&mut b);
             (time(&mut a), tb)
         };
-        best_a = best_a.min(ta);
-        best_b = best_b.min(tb);
+        best_a = best(best_a, ta);
+        best_b = best(best_b, tb);
     }
     (best_a, best_b)
 }
@@ -107,16 +128,18 @@ fn parse(path: &Path) -> usize {
     lvmsync::cow::changes_from_file(path).unwrap().len()
 }
 
-fn ratio_line(what: &str, plain: Duration, parse: Duration, bytes: u64) {
-    let mbs = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e6;
+fn ratio_line(what: &str, plain: Timing, parse: Timing, bytes: u64) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "{what:<34} plain read {:>8.1} ms ({:>7.0} MB/s)  parse {:>8.1} ms ({:>7.0} MB/s)  \
-         speed ratio {:.2}",
-        plain.as_secs_f64() * 1e3,
-        mbs(plain),
-        parse.as_secs_f64() * 1e3,
-        mbs(parse),
-        plain.as_secs_f64() / parse.as_secs_f64()
+        "{what:<24} plain read {:>6.1} ms ({:>5.0} MB/s, cpu {:>5.1} ms)  parse {:>6.1} ms \
+         ({:>5.0} MB/s, cpu {:>5.1} ms)  speed ratio {:.2}",
+        ms(plain.wall),
+        bytes as f64 / plain.wall.as_secs_f64() / 1e6,
+        ms(plain.cpu),
+        ms(parse.wall),
+        bytes as f64 / parse.wall.as_secs_f64() / 1e6,
+        ms(parse.cpu),
+        plain.wall.as_secs_f64() / parse.wall.as_secs_f64()
     );
 }
 
@@ -244,7 +267,7 @@ fn blockhash_bench(dir: &Path) {
     drop(data);
     // Identical files: cmp must read both to the end (it stops at the first difference).
     let bs = Bytes(65536);
-    let (cmp, hashed) = race(
+    let (Timing { wall: cmp, .. }, Timing { wall: hashed, .. }) = race(
         || {},
         || {
             let st = Command::new("cmp")
