@@ -16,6 +16,7 @@ pub mod conn;
 pub mod duplex;
 pub mod frame;
 pub mod quic;
+mod readahead;
 pub mod server;
 pub mod ssh;
 mod tls;

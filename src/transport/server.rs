@@ -8,6 +8,7 @@
 use super::duplex::{self, Duplex, WriteHalf};
 use super::frame::{read_control, Control, DataReader};
 use super::quic::{QuicKeep, QuicServer, MAX_LANES};
+use super::readahead::ReadAhead;
 use super::tls;
 use super::tlsconf::{self, TlsFiles};
 use super::url::{ListenUrl, Scheme};
@@ -197,7 +198,9 @@ impl Listener {
                 let (hello, d) = self.hello(d)?;
                 sock.set_read_timeout(None)
                     .map_err(|e| client_err(peer, e))?;
-                return Ok(session(hello, d, Vec::new(), None));
+                // TLS: decrypt on a read-ahead thread, overlapping with the receiver's work.
+                let ahead = matches!(self.kind, Kind::Tls(..));
+                return session(hello, d, Vec::new(), None, ahead);
             }
             Kind::Quic(q) => {
                 let acc = q.accept(HELLO_TIMEOUT)?;
@@ -209,7 +212,7 @@ impl Listener {
         let lanes = keep
             .accept_lanes(hello.lanes, HELLO_TIMEOUT)
             .map_err(|e| client_err(&d.peer, e))?;
-        Ok(session(hello, d, lanes, Some(Box::new(keep))))
+        session(hello, d, lanes, Some(Box::new(keep)), false)
     }
 
     /// Read the hello, check the name and lanes, and answer Accept or Refuse.
@@ -268,12 +271,19 @@ fn session(
     d: Duplex,
     lanes: Vec<Box<dyn Read + Send>>,
     keep: Option<Box<dyn Send>>,
-) -> Session {
-    Session {
+    read_ahead: bool,
+) -> Result<Session> {
+    let frames = DataReader::new(d.read);
+    let data: Box<dyn Read + Send> = if read_ahead {
+        Box::new(ReadAhead::spawn(frames).map_err(|e| client_err(&d.peer, e))?)
+    } else {
+        Box::new(frames)
+    };
+    Ok(Session {
         name: h.name,
         device: h.device,
         peer: d.peer.clone(),
-        data: Box::new(DataReader::new(d.read)),
+        data,
         lanes: lanes
             .into_iter()
             .map(|r| Box::new(DataReader::new(r)) as Box<dyn Read + Send>)
@@ -283,7 +293,7 @@ fn session(
             peer: d.peer,
             _keep: keep,
         },
-    }
+    })
 }
 
 fn client_err(peer: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
