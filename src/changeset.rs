@@ -161,6 +161,17 @@ impl ChangeSet {
     pub fn changed_bytes(&self) -> Bytes {
         Bytes(self.extents.iter().map(|e| e.length.0).sum())
     }
+
+    /// The part of this change set at or after byte `from` (an extent straddling `from` is
+    /// cut there): what is left to send when resuming a transfer at `from`.
+    pub fn clipped(&self, from: u64) -> Result<ChangeSet> {
+        let rest = self.extents.iter().filter_map(|e| {
+            let end = e.offset.0 + e.length.0;
+            (end > from)
+                .then(|| Extent::new(e.offset.0.max(from), end - e.offset.0.max(from), e.kind))
+        });
+        ChangeSet::from_extents(self.block_size, rest)
+    }
 }
 
 impl Serialize for ChangeSet {

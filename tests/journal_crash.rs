@@ -188,7 +188,7 @@ fn kill_9_during_apply_leaves_base_or_target() {
         } else {
             base += 1;
         }
-        if mid >= 60 && target > 0 {
+        if mid >= 50 && target > 0 {
             break;
         }
     }

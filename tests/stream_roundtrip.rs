@@ -191,7 +191,7 @@ fn json_progress_and_send_dry_run() {
     let last = String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .last()
+        .next_back()
         .expect("JSON progress lines on stderr");
     assert_eq!(last["op"], "apply");
     assert_eq!(last["bytes"], last["total"]);

@@ -28,6 +28,13 @@ pub struct ApplyArgs {
     /// Keep each apply's undo journal in DIR, so `lvmsync rollback` can restore earlier states.
     #[arg(long, value_name = "DIR")]
     pub snapback: Option<PathBuf>,
+    /// Sync at every stream checkpoint and, if the stream is cut, keep the verified part
+    /// for `--resume` (prints a resume token) instead of rolling it back.
+    #[arg(long)]
+    pub resumable: bool,
+    /// Continue a kept partial apply with a stream from `lvmsync send --resume <token>`.
+    #[arg(long, conflicts_with_all = ["force", "dry_run"])]
+    pub resume: bool,
     /// Benchmarks only: write in place without the undo journal (NOT crash-safe).
     #[arg(long, hide = true)]
     pub unsafe_no_journal: bool,
@@ -43,6 +50,8 @@ impl ApplyArgs {
             dry_run: self.dry_run,
             unsafe_no_journal: self.unsafe_no_journal,
             snapback: self.snapback.clone(),
+            resumable: self.resumable,
+            resume: self.resume,
         }
     }
 }

@@ -49,6 +49,13 @@ pub struct SendArgs {
     /// Progress display: auto, bar, json or none.
     #[arg(long, default_value = "auto")]
     pub progress: ProgressMode,
+    /// Send only what follows this checkpoint of an interrupted transfer (the token the
+    /// receiver printed); the receiver continues with `receive --resume`.
+    #[arg(long, value_name = "TOKEN")]
+    pub resume: Option<String>,
+    /// Stream bytes between checkpoints (default 64 MiB; small values for tests).
+    #[arg(long, hide = true)]
+    pub checkpoint_every: Option<u64>,
     #[command(flatten)]
     pub net: NetArgs,
 }
@@ -283,6 +290,12 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     let mut report = |d, t| progress.update(d, t);
     let opts = EncodeOptions {
         level: args.level,
+        checkpoint_every: args.checkpoint_every,
+        resume: args
+            .resume
+            .as_deref()
+            .map(lvmsync::journal::resume::parse_token)
+            .transpose()?,
         ..EncodeOptions::default()
     };
     let dest: Dest = args.to.parse()?;

@@ -15,6 +15,7 @@ use super::state::{now_unix, DestPaths, DestState};
 use super::undo::UndoJournal;
 use crate::error::{Error, Result};
 use crate::stream::fingerprint::content_fingerprint;
+use crate::stream::record::Checkpoint;
 use crate::stream::{Header, Item, StreamReader};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,11 @@ pub struct ApplyOptions {
     pub unsafe_no_journal: bool,
     /// Keep the committed undo journal in this directory as a snapback image.
     pub snapback: Option<PathBuf>,
+    /// Make the destination durable at each stream checkpoint and, if the stream is cut,
+    /// keep the verified part (journaled) for `resume` instead of rolling it back.
+    pub resumable: bool,
+    /// Continue a kept partial apply with a continuation stream (`send --resume`).
+    pub resume: bool,
 }
 
 /// What an apply did.
@@ -126,7 +132,7 @@ pub fn apply_stream(
 ) -> Result<ApplyReport> {
     let paths = DestPaths::new(&opts.state_dir, dest)?;
     let _lock = paths.lock()?;
-    let recovery = if opts.dry_run {
+    let recovery = if opts.dry_run || opts.resume {
         Recovery::Nothing
     } else {
         recover(&paths)?
@@ -155,7 +161,7 @@ pub fn apply_stream(
             ),
         ));
     }
-    if !opts.force {
+    if !opts.force && !opts.resume {
         check_base(&h, dest, &paths)?;
     }
     let mut report = ApplyReport {
@@ -172,11 +178,26 @@ pub fn apply_stream(
         }
         return Ok(report);
     }
-    if !opts.unsafe_no_journal {
+    if !opts.unsafe_no_journal && !opts.resume {
         check_journal_space(&h, &paths)?;
     }
     let d = Destination::open(dest, true)?;
-    let mut journal = if opts.unsafe_no_journal {
+    let mut journal = if opts.resume {
+        let (journal, cp) = super::resume::prepare(&paths, &h)?;
+        match reader.next_item()? {
+            Some(Item::Resume(c)) if c == cp => Some(journal),
+            _ => {
+                let t = super::resume::token(&cp);
+                return Err(Error::Integrity {
+                    stream: name.to_string(),
+                    detail: format!(
+                        "does not continue from the destination's last durable checkpoint; \
+                         send with --resume {t}"
+                    ),
+                });
+            }
+        }
+    } else if opts.unsafe_no_journal {
         None
     } else {
         Some(UndoJournal::create(
@@ -192,15 +213,24 @@ pub fn apply_stream(
             },
         )?)
     };
+    let resumable = opts.resumable || opts.resume;
     let run = run_records(
         &mut reader,
         &d,
         journal.as_mut(),
         size_before,
+        resumable,
         &mut report,
         progress,
     );
     if let Err(e) = run {
+        if let Some(cp) = journal
+            .as_ref()
+            .and_then(|j| j.progress())
+            .filter(|_| resumable)
+        {
+            return Err(keep_partial(e, name, dest, &cp));
+        }
         drop(journal);
         return Err(roll_back_after(e, &paths, opts.unsafe_no_journal));
     }
@@ -236,7 +266,23 @@ fn count(report: &mut ApplyReport, item: &Item) {
             report.data_bytes += data.len() as u64;
         }
         Item::Zero { len, .. } | Item::Discard { len, .. } => report.zeroed_bytes += len,
-        Item::Checkpoint(_) => {}
+        Item::Checkpoint(_) | Item::Resume(_) => {}
+    }
+}
+
+/// The stream failed after a durable checkpoint of a resumable apply: keep it, say how to go on.
+fn keep_partial(e: Error, name: &str, dest: &Path, cp: &Checkpoint) -> Error {
+    Error::Integrity {
+        stream: name.to_string(),
+        detail: format!(
+            "{e}; the destination keeps the verified part up to byte {} (journaled): continue \
+             with `lvmsync send ... --resume {}` into `lvmsync receive --resume {}`, or undo it \
+             with `lvmsync recover {}`",
+            cp.resume_offset,
+            super::resume::token(cp),
+            dest.display(),
+            dest.display()
+        ),
     }
 }
 
@@ -268,6 +314,7 @@ fn run_records<R: Read + Send>(
     d: &Destination,
     mut journal: Option<&mut UndoJournal>,
     size_before: u64,
+    resumable: bool,
     report: &mut ApplyReport,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
@@ -303,7 +350,23 @@ fn run_records<R: Read + Send>(
             let (offset, len) = match &item {
                 Item::Data { offset, data } => (*offset, data.len() as u64),
                 Item::Zero { offset, len } | Item::Discard { offset, len } => (*offset, *len),
-                Item::Checkpoint(_) => continue,
+                Item::Checkpoint(cp) => {
+                    if let (Some(j), true) = (journal.as_deref_mut(), resumable) {
+                        done += write_batch(d, Some(&mut *j), &mut batch)?;
+                        batch_bytes = 0;
+                        d.sync()?;
+                        j.record_progress(*cp)?;
+                    }
+                    continue;
+                }
+                Item::Resume(_) => {
+                    return Err(Error::Integrity {
+                        stream: "stream".into(),
+                        detail: "is a continuation (starts with a resume marker); apply it \
+                                 with `lvmsync receive --resume`"
+                            .into(),
+                    })
+                }
             };
             if let Some(j) = journal.as_deref_mut() {
                 j.save_old(d, offset, len)?;
@@ -348,7 +411,7 @@ fn write_batch(
                 d.zero_range(offset, len)?;
                 done += len;
             }
-            Item::Checkpoint(_) => {}
+            Item::Checkpoint(_) | Item::Resume(_) => {}
         }
     }
     test_delay();

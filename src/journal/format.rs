@@ -5,6 +5,8 @@
 //! J head     dest path, size before, device size, base fp, target fp, created, source
 //! U old data offset u64 + the bytes the destination held there (≤ 1 MiB)
 //! O old zero offset u64 + length u64 (the range held zeroes; nothing to store)
+//! P progress a stream checkpoint (64 bytes) whose records are all durable in the
+//!            destination (written with `--resumable`; where a resumed apply continues)
 //! K commit   number of undo entries u64 + target fp
 //! ```
 //!
@@ -13,6 +15,7 @@
 //! fdatasync'ed before the destination is touched.
 
 use crate::stream::frame::{encode_frame, put_string, read_frame, Cursor, Frame, FrameError};
+use crate::stream::record::Checkpoint;
 use crate::stream::Fingerprint;
 use std::io::Read;
 
@@ -25,6 +28,7 @@ const TAG_HEAD: u8 = b'J';
 const TAG_OLD_DATA: u8 = b'U';
 const TAG_OLD_ZERO: u8 = b'O';
 const TAG_COMMIT: u8 = b'K';
+const TAG_PROGRESS: u8 = b'P';
 
 /// The journal head: which destination, and which apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +101,22 @@ pub fn encode_old_zero(offset: u64, len: u64, out: &mut Vec<u8>) {
     );
 }
 
+/// Append a progress frame: checkpoint `cp` is durable.
+pub fn encode_progress(cp: &Checkpoint, out: &mut Vec<u8>) {
+    encode_frame(TAG_PROGRESS, &cp.encode(), out);
+}
+
+/// The newest durable progress frame of a journal, and where the journal stood after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The stream checkpoint reached.
+    pub checkpoint: Checkpoint,
+    /// Undo entries before it.
+    pub entries: u64,
+    /// Journal bytes up to and including it.
+    pub journal_len: u64,
+}
+
 /// Append the commit frame.
 pub fn encode_commit(entries: u64, target: Fingerprint, out: &mut Vec<u8>) {
     let mut p = entries.to_le_bytes().to_vec();
@@ -112,7 +132,10 @@ pub struct JournalReader<R: Read> {
     pub head: JournalHead,
     /// Set once the commit frame has been read and matched.
     pub committed: bool,
+    /// The newest valid progress frame read so far.
+    pub progress: Option<Progress>,
     entries: u64,
+    pos: u64,
 }
 
 impl<R: Read> JournalReader<R> {
@@ -145,12 +168,15 @@ impl<R: Read> JournalReader<R> {
             };
             c.is_done().then_some(h)
         })();
+        let pos = (pre.len() + frame.raw.len()) as u64;
         Ok(head.map(|head| JournalReader {
             input,
             frame,
             head,
             committed: false,
+            progress: None,
             entries: 0,
+            pos,
         }))
     }
 
@@ -164,9 +190,20 @@ impl<R: Read> JournalReader<R> {
             Err(FrameError::Io(e)) => return Err(e),
             Err(_) => return Ok(None),
         }
+        self.pos += self.frame.raw.len() as u64;
         let p = self.frame.payload();
         let mut c = Cursor::new(p);
         let entry = match self.frame.tag {
+            TAG_PROGRESS => {
+                if let Ok(checkpoint) = Checkpoint::decode(p) {
+                    self.progress = Some(Progress {
+                        checkpoint,
+                        entries: self.entries,
+                        journal_len: self.pos,
+                    });
+                }
+                return self.next_entry();
+            }
             TAG_OLD_DATA => c.u64().map(|offset| UndoEntry::Data {
                 offset,
                 data: c.rest().to_vec(),

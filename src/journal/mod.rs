@@ -4,6 +4,7 @@
 //! - [`format`]: the undo journal's frames (stream framing, own tags).
 //! - [`undo`]: writing the journal in crash-safe order.
 //! - [`recover`]: finishing (roll forward) or undoing (roll back) an interrupted apply.
+//! - [`resume`]: continuing an interrupted apply from its last durable checkpoint.
 //! - [`snapback`]: kept undo journals as a rollback chain.
 //! - [`state`]: journal/state file locations and the destination state file.
 //! - [`apply`]: verify-then-journal-then-write, commit, state update.
@@ -16,6 +17,7 @@ pub mod apply;
 pub mod dest;
 pub mod format;
 pub mod recover;
+pub mod resume;
 pub mod snapback;
 pub mod state;
 pub mod undo;

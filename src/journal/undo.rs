@@ -10,9 +10,12 @@
 //! journaled range, which covers every range that may have been written.
 
 use super::dest::{sync_dir, Destination, IO_PIECE};
-use super::format::{encode_commit, encode_head, encode_old_data, encode_old_zero, JournalHead};
+use super::format::{
+    encode_commit, encode_head, encode_old_data, encode_old_zero, encode_progress, JournalHead,
+};
 use crate::error::{Error, Result};
 use crate::stream::encode::is_zero;
+use crate::stream::record::Checkpoint;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,7 @@ pub struct UndoJournal {
     buf: Vec<u8>,
     entries: u64,
     scratch: Vec<u8>,
+    progress: Option<Checkpoint>,
 }
 
 impl UndoJournal {
@@ -47,7 +51,41 @@ impl UndoJournal {
             buf: Vec::with_capacity(BUF_LIMIT + IO_PIECE as usize + 64),
             entries: 0,
             scratch: vec![0u8; IO_PIECE as usize],
+            progress: None,
         })
+    }
+
+    /// Reopen a kept journal to continue a resumed apply: cut it to `len` bytes (just after
+    /// its last progress frame, `entries` entries in) and append from there.
+    pub fn reopen(path: &Path, len: u64, entries: u64, at: Checkpoint) -> Result<Self> {
+        let err = |e| Error::io(path, e);
+        let file = OpenOptions::new().write(true).open(path).map_err(err)?;
+        file.set_len(len).map_err(err)?;
+        file.sync_data().map_err(err)?;
+        let mut file = file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(err)?;
+        Ok(UndoJournal {
+            file,
+            path: path.to_path_buf(),
+            buf: Vec::with_capacity(BUF_LIMIT + IO_PIECE as usize + 64),
+            entries,
+            scratch: vec![0u8; IO_PIECE as usize],
+            progress: Some(at),
+        })
+    }
+
+    /// The newest checkpoint recorded as durable.
+    pub fn progress(&self) -> Option<Checkpoint> {
+        self.progress
+    }
+
+    /// Record that every record before checkpoint `cp` is durable in the destination (the
+    /// caller synced it); a resumed apply continues from here.
+    pub fn record_progress(&mut self, cp: Checkpoint) -> Result<()> {
+        encode_progress(&cp, &mut self.buf);
+        self.sync()?;
+        self.progress = Some(cp);
+        Ok(())
     }
 
     fn write_buf(&mut self) -> Result<()> {

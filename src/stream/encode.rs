@@ -6,7 +6,7 @@
 //! exist at once, so memory is about `in_flight × 2 × chunk` whatever the device size.
 
 use super::header::Header;
-use super::record::{Compression, DataRecord, Totals};
+use super::record::{Checkpoint, Compression, DataRecord, Totals};
 use super::writer::StreamWriter;
 use crate::changeset::{ChangeSet, ExtentKind};
 use crate::error::{Error, Result};
@@ -29,6 +29,11 @@ pub struct EncodeOptions {
     pub in_flight: usize,
     /// Bytes read per chunk (≤ [`super::frame::MAX_PLAIN_LEN`]).
     pub chunk: usize,
+    /// Checkpoint interval in stream bytes (default [`super::writer::CHECKPOINT_EVERY`]).
+    pub checkpoint_every: Option<u64>,
+    /// Continue an interrupted stream from this checkpoint (its extents before
+    /// `resume_offset` are not sent again).
+    pub resume: Option<Checkpoint>,
 }
 
 impl Default for EncodeOptions {
@@ -38,6 +43,8 @@ impl Default for EncodeOptions {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             in_flight: 8,
             chunk: 1 << 20,
+            checkpoint_every: None,
+            resume: None,
         }
     }
 }
@@ -91,8 +98,20 @@ pub fn send_changes<W: Write>(
     let file = File::open(source).map_err(|e| Error::io(source, e))?;
     let chunk = opts.chunk.clamp(4096, super::frame::MAX_PLAIN_LEN as usize);
     let zblock = (header.block_size.0 as usize).clamp(4096, chunk);
-    let total = changes.changed_bytes().0;
     let mut writer = StreamWriter::new(out, out_name, header)?;
+    if let Some(every) = opts.checkpoint_every {
+        writer.set_checkpoint_every(every);
+    }
+    let resumed;
+    let changes = match &opts.resume {
+        None => changes,
+        Some(cp) => {
+            writer.resume_from(cp)?;
+            resumed = changes.clipped(cp.resume_offset)?;
+            &resumed
+        }
+    };
+    let total = changes.changed_bytes().0;
     let mut summary = SendSummary::default();
     let (token_tx, token_rx) = sync_channel::<()>(opts.in_flight.max(1));
     for _ in 0..opts.in_flight.max(1) {

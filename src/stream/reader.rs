@@ -9,7 +9,7 @@ use super::frame::{read_frame, Frame, FrameError, FRAME_CRC_LEN, FRAME_HEAD_LEN}
 use super::header::Header;
 use super::record::{
     decode_range, Checkpoint, Compression, DataRecord, Totals, TAG_CHECKPOINT, TAG_DATA,
-    TAG_DISCARD, TAG_HEADER, TAG_TRAILER, TAG_ZERO,
+    TAG_DISCARD, TAG_HEADER, TAG_RESUME, TAG_TRAILER, TAG_ZERO,
 };
 use super::{MAGIC, VERSION};
 use crate::error::{Error, Result};
@@ -41,6 +41,9 @@ pub enum Item {
     },
     /// A verified resume point.
     Checkpoint(Checkpoint),
+    /// This stream continues an interrupted one from that stream's checkpoint (only ever the
+    /// first item). The receiver must hold exactly that checkpoint durably.
+    Resume(Checkpoint),
 }
 
 /// A verifying stream reader.
@@ -232,6 +235,18 @@ impl<R: Read> StreamReader<R> {
                 }
                 Ok(Item::Checkpoint(cp))
             }
+            TAG_RESUME if self.totals.records == 1 => {
+                let cp = Checkpoint::decode(payload).map_err(|d| self.bad(d))?;
+                if cp.resume_offset > self.header.device_size.0
+                    || cp.totals.touched_bytes > self.header.touched_bytes.0
+                {
+                    return Err(self.bad("resume marker lies outside the stream".into()));
+                }
+                self.next_offset = cp.resume_offset;
+                self.totals.touched_bytes = cp.totals.touched_bytes;
+                Ok(Item::Resume(cp))
+            }
+            TAG_RESUME => Err(self.bad("a resume marker after the first record".into())),
             TAG_HEADER => Err(self.bad("a second header inside the stream".into())),
             t => Err(self.bad(format!("unknown record tag {t:#04x}"))),
         }

@@ -18,6 +18,9 @@ pub const TAG_DISCARD: u8 = b'X';
 pub const TAG_CHECKPOINT: u8 = b'C';
 /// Frame tag of the trailer, always the last frame.
 pub const TAG_TRAILER: u8 = b'T';
+/// Frame tag of a resume marker: only directly after the header of a continuation stream,
+/// carrying the checkpoint of the interrupted stream it continues.
+pub const TAG_RESUME: u8 = b'R';
 
 /// How a data record's payload is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

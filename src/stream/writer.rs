@@ -8,7 +8,7 @@ use super::frame::encode_frame;
 use super::header::Header;
 use super::record::{
     encode_range, Checkpoint, DataRecord, Totals, TAG_CHECKPOINT, TAG_DATA, TAG_DISCARD,
-    TAG_HEADER, TAG_TRAILER, TAG_ZERO,
+    TAG_HEADER, TAG_RESUME, TAG_TRAILER, TAG_ZERO,
 };
 use super::{MAGIC, VERSION};
 use crate::error::{Error, Result};
@@ -26,6 +26,7 @@ pub struct StreamWriter<W: Write> {
     device_size: u64,
     next_offset: u64,
     since_checkpoint: u64,
+    checkpoint_every: u64,
     buf: Vec<u8>,
 }
 
@@ -40,6 +41,7 @@ impl<W: Write> StreamWriter<W> {
             device_size: header.device_size.0,
             next_offset: 0,
             since_checkpoint: 0,
+            checkpoint_every: CHECKPOINT_EVERY,
             buf: Vec::new(),
         };
         let mut pre = MAGIC.to_vec();
@@ -47,6 +49,21 @@ impl<W: Write> StreamWriter<W> {
         w.put_raw(&pre)?;
         w.emit(TAG_HEADER, &header.encode())?;
         Ok(w)
+    }
+
+    /// Emit checkpoints every `bytes` of stream instead of [`CHECKPOINT_EVERY`].
+    pub fn set_checkpoint_every(&mut self, bytes: u64) {
+        self.checkpoint_every = bytes.max(1);
+    }
+
+    /// Make this a continuation of an interrupted stream: write the resume marker carrying
+    /// that stream's checkpoint `cp`; records continue from `cp.resume_offset`. Call right
+    /// after [`StreamWriter::new`].
+    pub fn resume_from(&mut self, cp: &Checkpoint) -> Result<()> {
+        self.emit(TAG_RESUME, &cp.encode())?;
+        self.next_offset = cp.resume_offset;
+        self.totals.touched_bytes = cp.totals.touched_bytes;
+        Ok(())
     }
 
     fn put_raw(&mut self, bytes: &[u8]) -> Result<()> {
@@ -107,7 +124,7 @@ impl<W: Write> StreamWriter<W> {
     }
 
     fn maybe_checkpoint(&mut self) -> Result<()> {
-        if self.since_checkpoint < CHECKPOINT_EVERY {
+        if self.since_checkpoint < self.checkpoint_every {
             return Ok(());
         }
         let cp = Checkpoint {

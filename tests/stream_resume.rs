@@ -1,0 +1,140 @@
+//! Resume: a `--resumable` receive whose stream is cut keeps the verified part up to its last
+//! durable checkpoint and prints a token; `send --resume <token>` sends only what follows and
+//! `receive --resume` finishes it, exactly; a plain `recover` instead rolls the partial apply
+//! back to exactly the base; a stream that does not continue from the checkpoint is refused.
+
+mod stream_util;
+use std::path::{Path, PathBuf};
+use stream_util::*;
+
+const SIZE: usize = 8 << 20;
+
+struct Setup {
+    d: tempfile::TempDir,
+    v0: PathBuf,
+    v1: PathBuf,
+    dest: PathBuf,
+    st: PathBuf,
+}
+
+fn setup() -> Setup {
+    let d = tmp();
+    let mut img = make_image(SIZE, 0x5151);
+    let v0 = at(&d, "v0.img");
+    write(&v0, &img);
+    let mut rng = Rng(0x77);
+    for _ in 0..80 {
+        mutate(&mut img, &mut rng, 1);
+    }
+    let v1 = at(&d, "v1.img");
+    write(&v1, &img);
+    let (dest, st) = (at(&d, "dest.img"), at(&d, "st"));
+    let full = at(&d, "full.lvd");
+    send_delta(None, &v0, &full);
+    ok(&apply(&full, &dest, &st, &[]));
+    Setup {
+        d,
+        v0,
+        v1,
+        dest,
+        st,
+    }
+}
+
+fn send(s: &Setup, resume: Option<&str>) -> Vec<u8> {
+    let mut cmd = bin();
+    cmd.args(["send", "--progress", "none", "--block-size", "16384"])
+        .args(["--checkpoint-every", "262144", "--base"])
+        .arg(&s.v0)
+        .arg(&s.v1)
+        .args(["--to", "-"]);
+    if let Some(t) = resume {
+        cmd.args(["--resume", t]);
+    }
+    let out = cmd.output().unwrap();
+    ok(&out);
+    out.stdout
+}
+
+/// Receive a cut stream resumably; returns the token from the error.
+fn cut_receive(s: &Setup, stream: &[u8]) -> String {
+    let o = receive(stream, &s.dest, &s.st, &["--resumable"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    let token = err
+        .split("--resume ")
+        .nth(1)
+        .and_then(|t| t.split('`').next())
+        .unwrap_or_else(|| panic!("no resume token in {err}"));
+    assert_eq!(token.len(), 128, "{err}");
+    token.to_string()
+}
+
+fn state_dir_has_journal(st: &Path) -> bool {
+    std::fs::read_dir(st).unwrap().any(|e| {
+        e.unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "journal")
+    })
+}
+
+#[test]
+fn cut_stream_resumes_without_resending_and_ends_exact() {
+    let s = setup();
+    let full = send(&s, None);
+    assert!(full.len() > 1 << 20, "delta {} bytes", full.len());
+    let token = cut_receive(&s, &full[..full.len() * 6 / 10]);
+    assert!(state_dir_has_journal(&s.st));
+    let rest = send(&s, Some(&token));
+    assert!(
+        rest.len() < full.len() * 6 / 10,
+        "continuation {} of {} bytes",
+        rest.len(),
+        full.len()
+    );
+    ok(&receive(&rest, &s.dest, &s.st, &["--resume"]));
+    assert_eq!(file_hash(&s.dest), file_hash(&s.v1));
+    assert!(!state_dir_has_journal(&s.st));
+    // The state file names v1: the next delta's base check passes on it.
+    let again = receive(&send(&s, None), &s.dest, &s.st, &[]);
+    assert_eq!(again.status.code(), Some(7));
+}
+
+#[test]
+fn partial_apply_is_rolled_back_by_recover_and_bad_continuations_refused() {
+    let s = setup();
+    let full = send(&s, None);
+    let token = cut_receive(&s, &full[..full.len() / 2]);
+    // A whole (non-continuation) stream is not a continuation: refused, partial state kept.
+    let o = receive(&full, &s.dest, &s.st, &["--resume"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&token));
+    assert!(state_dir_has_journal(&s.st));
+    // A cut continuation keeps what it verified too, and can be resumed again.
+    let rest = send(&s, Some(&token));
+    let token2 = {
+        let o = receive(&rest[..rest.len() / 2], &s.dest, &s.st, &["--resume"]);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(5), "{err}");
+        err.split("--resume ")
+            .nth(1)
+            .unwrap()
+            .split('`')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(token, token2, "the second cut should have made progress");
+    // Giving up: recover restores exactly the base.
+    ok(&bin()
+        .arg("recover")
+        .arg(&s.dest)
+        .arg("--state-dir")
+        .arg(&s.st)
+        .output()
+        .unwrap());
+    assert_eq!(file_hash(&s.dest), file_hash(&s.v0));
+    assert!(!state_dir_has_journal(&s.st));
+    let _ = &s.d;
+}
