@@ -81,3 +81,54 @@ impl Read for ReadAhead {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Yields `data` in odd-sized pieces, then fails (or ends) as told.
+    struct Source {
+        data: Vec<u8>,
+        pos: usize,
+        fail: bool,
+    }
+
+    impl Read for Source {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.pos == self.data.len() {
+                return match self.fail {
+                    true => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cut")),
+                    false => Ok(0),
+                };
+            }
+            let n = out.len().min(7919).min(self.data.len() - self.pos);
+            out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn passes_bytes_then_eof_or_error() {
+        let data: Vec<u8> = (0..3 * CHUNK + 5).map(|i| (i % 253) as u8).collect();
+        for fail in [false, true] {
+            let src = Source {
+                data: data.clone(),
+                pos: 0,
+                fail,
+            };
+            let mut ahead = ReadAhead::spawn(src).unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 100_000];
+            let end = loop {
+                match ahead.read(&mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => break Some(e.kind()),
+                }
+            };
+            assert_eq!(got, data);
+            assert_eq!(end, fail.then_some(io::ErrorKind::UnexpectedEof));
+        }
+    }
+}
