@@ -10,11 +10,11 @@
 
 use super::dest::Destination;
 use super::format::JournalHead;
+use super::preflight::{check_base, check_journal_space, dest_err};
 use super::recover::{recover, test_delay, test_slow_ms, Recovery};
 use super::state::{now_unix, DestPaths, DestState};
 use super::undo::UndoJournal;
 use crate::error::{Error, Result};
-use crate::stream::fingerprint::content_fingerprint;
 use crate::stream::record::Checkpoint;
 use crate::stream::{Header, Item, StreamReader};
 use std::io::Read;
@@ -70,56 +70,6 @@ pub fn verify_stream(input: impl Read, name: &str) -> Result<Header> {
     let mut r = StreamReader::open(input, name)?;
     while r.next_item()?.is_some() {}
     Ok(r.header().clone())
-}
-
-fn dest_err(dest: &Path, detail: String) -> Error {
-    Error::Destination {
-        dest: dest.display().to_string(),
-        detail,
-    }
-}
-
-/// Check that the destination holds the delta's base (by state file, else by content).
-fn check_base(h: &Header, dest: &Path, paths: &DestPaths) -> Result<()> {
-    if h.is_full() {
-        return Ok(());
-    }
-    let (have, how) = match DestState::load(&paths.state)?.and_then(|s| s.fingerprint()) {
-        Some(fp) => (fp, "its state file"),
-        None => (
-            content_fingerprint(dest, h.base_size)?,
-            "its contents (no state file)",
-        ),
-    };
-    if have == h.base {
-        return Ok(());
-    }
-    Err(Error::BaseMismatch {
-        dest: dest.display().to_string(),
-        detail: format!(
-            "holds state {have} (from {how}) but the delta applies to {}; apply the missing \
-             deltas first, run a full sync, or pass --force if you know better",
-            h.base
-        ),
-    })
-}
-
-/// Refuse if the journal directory can't hold the old contents of every touched range.
-fn check_journal_space(h: &Header, paths: &DestPaths) -> Result<()> {
-    let st = nix::sys::statvfs::statvfs(&paths.dir)
-        .map_err(|e| Error::io(&paths.dir, std::io::Error::from(e)))?;
-    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
-    let need = h.touched_bytes.0 + h.touched_bytes.0 / (1 << 20) * 64 + (1 << 20);
-    if free < need {
-        return Err(dest_err(
-            &paths.dir,
-            format!(
-                "journal directory has {free} bytes free but the undo journal may need {need}; \
-                 free space or pass --state-dir on a larger filesystem"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Apply the stream from `input` (named `name` in errors) to `dest`.

@@ -3,6 +3,7 @@
 //! - [`dest`]: the destination device or file.
 //! - [`format`]: the undo journal's frames (stream framing, own tags).
 //! - [`undo`]: writing the journal in crash-safe order.
+//! - [`preflight`]: base and journal-space checks made before anything is written.
 //! - [`recover`]: finishing (roll forward) or undoing (roll back) an interrupted apply.
 //! - [`resume`]: continuing an interrupted apply from its last durable checkpoint.
 //! - [`snapback`]: kept undo journals as a rollback chain.
@@ -16,6 +17,7 @@
 pub mod apply;
 pub mod dest;
 pub mod format;
+pub mod preflight;
 pub mod recover;
 pub mod resume;
 pub mod snapback;
