@@ -36,7 +36,10 @@ fn round_trip(scheme: &str, bind_host: &str) {
         step = step * 3 + 7;
     }
     let outcome = conn.finish().unwrap();
-    assert_eq!(outcome.last_checkpoint, Some(7));
+    assert_eq!(
+        outcome.last_checkpoint.as_deref(),
+        Some(&b"checkpoint 7"[..])
+    );
     let got = server.join().unwrap().unwrap();
     assert_eq!(got.name, "vm1");
     assert_eq!(got.device, std::path::Path::new("/dev/test-vm1"));
@@ -131,5 +134,30 @@ fn cut_connection_is_an_error_not_a_short_stream() {
             err.contains("closed") || err.contains("lost") || err.contains("reset"),
             "{scheme}: {err}"
         );
+    }
+}
+
+#[test]
+fn accept_carries_the_receivers_resume_point() {
+    let pki = Pki::new();
+    for scheme in ["tcp", "tls", "quic"] {
+        // With a lookup: the receiver's checkpoint for the mapped device reaches the sender.
+        let listener =
+            bind(&format!("{scheme}://127.0.0.1:0"), &pki).with_resume_points(Box::new(|dev| {
+                (dev == std::path::Path::new("/dev/test-vm1")).then(|| b"cp 42".to_vec())
+            }));
+        let (addr, server) = serve_one(listener, Ok(()));
+        let dest: Dest = format!("{scheme}://{addr}/vm1").parse().unwrap();
+        let conn = connect(&dest, &opts(&pki, "client")).unwrap();
+        assert_eq!(conn.resume_point(), Some(&b"cp 42"[..]), "{scheme}");
+        conn.finish().unwrap();
+        server.join().unwrap().unwrap();
+        // Without: nothing to resume.
+        let (addr, server) = serve_one(bind(&format!("{scheme}://127.0.0.1:0"), &pki), Ok(()));
+        let dest: Dest = format!("{scheme}://{addr}/vm1").parse().unwrap();
+        let conn = connect(&dest, &opts(&pki, "client")).unwrap();
+        assert_eq!(conn.resume_point(), None);
+        conn.finish().unwrap();
+        server.join().unwrap().unwrap();
     }
 }

@@ -16,14 +16,21 @@ use std::thread::JoinHandle;
 /// What the receiver confirmed at the end of a transfer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// The last stream checkpoint the receiver acknowledged as durable (network transports).
-    pub last_checkpoint: Option<u64>,
+    /// The last stream checkpoint (opaque bytes of the stream format) the receiver
+    /// acknowledged as durable (network transports).
+    pub last_checkpoint: Option<Vec<u8>>,
 }
 
 /// A byte pipe to a receiver.
 pub trait Conn: Write + Send {
     /// The newest checkpoint the receiver has acknowledged so far (for `--resume` bookkeeping).
-    fn acked_checkpoint(&self) -> Option<u64>;
+    fn acked_checkpoint(&self) -> Option<Vec<u8>>;
+
+    /// The receiver's resume point for this destination, sent with its Accept: the checkpoint
+    /// of an interrupted earlier transfer that `--resume` may continue from (network only).
+    fn resume_point(&self) -> Option<&[u8]> {
+        None
+    }
 
     /// End the stream and wait for the receiver's verdict. An `Err` carries the receiver's own
     /// error text (or why the connection was lost) and names the destination.
@@ -66,7 +73,7 @@ impl Write for FileConn {
 }
 
 impl Conn for FileConn {
-    fn acked_checkpoint(&self) -> Option<u64> {
+    fn acked_checkpoint(&self) -> Option<Vec<u8>> {
         None
     }
 
@@ -86,7 +93,7 @@ impl Conn for FileConn {
 /// State the acknowledgement reader shares with the writer.
 #[derive(Default)]
 struct Acks {
-    last: Option<u64>,
+    last: Option<Vec<u8>>,
 }
 
 /// A framed network connection (tls://, quic://, tcp://) after the hello was accepted.
@@ -95,6 +102,7 @@ pub struct NetConn {
     data: DataWriter<Box<dyn WriteHalf>>,
     acks: Arc<Mutex<Acks>>,
     answer: Option<JoinHandle<io::Result<std::result::Result<(), String>>>>,
+    resume: Option<Vec<u8>>,
     /// Kept alive for the connection's lifetime (QUIC endpoint and runtime); dropped last.
     _keep: Option<Box<dyn Send>>,
 }
@@ -122,8 +130,8 @@ impl NetConn {
         let lost = |e: io::Error| transport(&endpoint, format!("no answer to our hello: {e}"));
         duplex.write.write_all(&hello.encode()).map_err(lost)?;
         duplex.write.flush().map_err(lost)?;
-        match read_control(&mut duplex.read) {
-            Ok(Control::Accept) => {}
+        let resume = match read_control(&mut duplex.read) {
+            Ok(Control::Accept(token)) => (!token.is_empty()).then_some(token),
             Ok(Control::Refuse(why)) => return Err(transport(&endpoint, format!("refused: {why}"))),
             Ok(other) => {
                 return Err(transport(&endpoint, format!("unexpected {other:?} instead of an accept")))
@@ -135,7 +143,7 @@ impl NetConn {
                 ))
             }
             Err(e) => return Err(lost(e)),
-        }
+        };
         let acks = Arc::new(Mutex::new(Acks::default()));
         let answer = {
             let acks = acks.clone();
@@ -150,6 +158,7 @@ impl NetConn {
             data: DataWriter::new(duplex.write),
             acks,
             answer: Some(answer),
+            resume,
             _keep: keep,
         })
     }
@@ -174,9 +183,9 @@ fn read_answers(
 ) -> io::Result<std::result::Result<(), String>> {
     loop {
         match read_control(read)? {
-            Control::Checkpoint(n) => {
+            Control::Checkpoint(token) => {
                 if let Ok(mut a) = acks.lock() {
-                    a.last = Some(n);
+                    a.last = Some(token);
                 }
             }
             Control::Status(s) => return Ok(s),
@@ -200,8 +209,12 @@ impl Write for NetConn {
 }
 
 impl Conn for NetConn {
-    fn acked_checkpoint(&self) -> Option<u64> {
-        self.acks.lock().ok().and_then(|a| a.last)
+    fn acked_checkpoint(&self) -> Option<Vec<u8>> {
+        self.acks.lock().ok().and_then(|a| a.last.clone())
+    }
+
+    fn resume_point(&self) -> Option<&[u8]> {
+        self.resume.as_deref()
     }
 
     fn finish(mut self: Box<Self>) -> Result<Outcome> {

@@ -36,14 +36,16 @@ pub enum Control {
         /// Extra parallel data streams (QUIC only; 0 elsewhere).
         lanes: u16,
     },
-    /// Receiver → sender: go ahead.
-    Accept,
+    /// Receiver → sender: go ahead; the payload is the receiver's resume point for this
+    /// destination (an opaque stream checkpoint), empty when there is nothing to resume.
+    Accept(Vec<u8>),
     /// Receiver → sender: refused, with the reason.
     Refuse(String),
     /// Sender → receiver: the byte stream ended cleanly.
     End,
-    /// Receiver → sender: everything up to this stream checkpoint is durable.
-    Checkpoint(u64),
+    /// Receiver → sender: everything up to this stream checkpoint (opaque bytes defined by
+    /// the stream format) is durable.
+    Checkpoint(Vec<u8>),
     /// Receiver → sender, last frame: the outcome; `Err` carries the receiver's error text.
     Status(Result<(), String>),
     /// First frame of an extra QUIC lane: its index (0-based).
@@ -65,10 +67,10 @@ impl Control {
                 p.extend_from_slice(name.as_bytes());
                 (K_HELLO, p)
             }
-            Control::Accept => (K_ACCEPT, Vec::new()),
+            Control::Accept(resume) => (K_ACCEPT, resume.clone()),
             Control::Refuse(why) => (K_REFUSE, why.as_bytes().to_vec()),
             Control::End => (K_END, Vec::new()),
-            Control::Checkpoint(n) => (K_CHECKPOINT, n.to_be_bytes().to_vec()),
+            Control::Checkpoint(token) => (K_CHECKPOINT, token.clone()),
             Control::Status(Ok(())) => (K_STATUS, vec![0]),
             Control::Status(Err(msg)) => {
                 let mut p = vec![1];
@@ -116,13 +118,10 @@ impl Control {
                     lanes: u16::from_be_bytes([p[5], p[6]]),
                 }
             }
-            K_ACCEPT => fixed(0).map(|_| Control::Accept)?,
+            K_ACCEPT => Control::Accept(p.to_vec()),
             K_REFUSE => Control::Refuse(text(p)),
             K_END => fixed(0).map(|_| Control::End)?,
-            K_CHECKPOINT => {
-                fixed(8)?;
-                Control::Checkpoint(u64::from_be_bytes(p.try_into().expect("8 bytes")))
-            }
+            K_CHECKPOINT => Control::Checkpoint(p.to_vec()),
             K_STATUS => match p.split_first() {
                 Some((0, [])) => Control::Status(Ok(())),
                 Some((1, msg)) => Control::Status(Err(text(msg))),

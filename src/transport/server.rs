@@ -6,7 +6,7 @@
 //! the receiver. Nothing from a refused client ever reaches it.
 
 use super::duplex::{self, Duplex, WriteHalf};
-use super::frame::{read_control, Control, DataReader};
+use super::frame::{read_control, Control, DataReader, MAX_CONTROL};
 use super::quic::{QuicKeep, QuicServer, MAX_LANES};
 use super::readahead::ReadAhead;
 use super::tls;
@@ -15,7 +15,7 @@ use super::url::{ListenUrl, Scheme};
 use crate::{Error, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,11 +74,15 @@ enum Kind {
     Quic(QuicServer),
 }
 
+/// Looks up the resume point (an opaque stream checkpoint) the receiver holds for a device.
+pub type ResumeLookup = Box<dyn Fn(&Path) -> Option<Vec<u8>> + Send + Sync>;
+
 /// A bound receiving server.
 pub struct Listener {
     kind: Kind,
     allow: Vec<Allow>,
     url: ListenUrl,
+    resume: Option<ResumeLookup>,
 }
 
 /// An accepted, authenticated client and the device its name maps to.
@@ -115,9 +119,10 @@ impl Acker {
             })
     }
 
-    /// Tell the sender that everything up to stream checkpoint `id` is durable here.
-    pub fn checkpoint(&mut self, id: u64) -> Result<()> {
-        self.send(&Control::Checkpoint(id))
+    /// Tell the sender that everything up to stream checkpoint `token` (the stream format's
+    /// encoded checkpoint) is durable here.
+    pub fn checkpoint(&mut self, token: &[u8]) -> Result<()> {
+        self.send(&Control::Checkpoint(token.to_vec()))
     }
 
     /// Send the final verdict (`Err` carries the receiver's error text) and close.
@@ -169,7 +174,16 @@ impl Listener {
             kind,
             allow: opts.allow.clone(),
             url,
+            resume: None,
         })
+    }
+
+    /// Answer each accepted sender with the resume point `lookup` returns for its device (the
+    /// checkpoint an interrupted apply there can continue from), so `send --resume` knows where
+    /// to start. Without it every Accept says "nothing to resume".
+    pub fn with_resume_points(mut self, lookup: ResumeLookup) -> Self {
+        self.resume = Some(lookup);
+        self
     }
 
     /// The bound address (port 0 resolved to the real port).
@@ -247,8 +261,16 @@ impl Listener {
         if lanes > MAX_LANES {
             return refuse(d, format!("at most {MAX_LANES} lanes"));
         }
+        let resume = self
+            .resume
+            .as_ref()
+            .and_then(|f| f(&allow.device))
+            .unwrap_or_default();
+        if resume.len() > MAX_CONTROL {
+            return refuse(d, "the receiver's resume point is too large".into());
+        }
         d.write
-            .write_all(&Control::Accept.encode())
+            .write_all(&Control::Accept(resume).encode())
             .and_then(|()| d.write.flush())
             .map_err(|e| client_err(&peer, e))?;
         let hello = Hello {

@@ -193,7 +193,7 @@ impl Write for SshConn {
 }
 
 impl Conn for SshConn {
-    fn acked_checkpoint(&self) -> Option<u64> {
+    fn acked_checkpoint(&self) -> Option<Vec<u8>> {
         None
     }
 

@@ -142,7 +142,7 @@ pub fn bind(url: &str, pki: &Pki) -> Listener {
     Listener::bind(&url, &opts).unwrap()
 }
 
-/// Accept one client on a thread: hash its stream (and lanes), ack checkpoint 7, answer
+/// Accept one client on a thread: hash its stream (and lanes), ack checkpoint "checkpoint 7", answer
 /// `verdict`. The thread's result is the accept/read outcome, as the receiver saw it.
 pub fn serve_one(
     listener: Listener,
@@ -166,7 +166,7 @@ pub fn serve_one(
             lane_hashes.push(h);
         }
         let mut acks = s.acks;
-        acks.checkpoint(7)?;
+        acks.checkpoint(b"checkpoint 7")?;
         acks.finish(verdict)?;
         Ok(Received {
             name: s.name,
