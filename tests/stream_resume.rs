@@ -86,6 +86,12 @@ fn cut_stream_resumes_without_resending_and_ends_exact() {
     assert!(full.len() > 1 << 20, "delta {} bytes", full.len());
     let token = cut_receive(&s, &full[..full.len() * 6 / 10]);
     assert!(state_dir_has_journal(&s.st));
+    // What a listening receiver would offer a reconnecting sender is that same checkpoint.
+    let paths = lvmsync::journal::DestPaths::new(&s.st, &s.dest).unwrap();
+    assert_eq!(
+        lvmsync::journal::resume::resume_point(&paths).unwrap(),
+        Some(lvmsync::journal::resume::parse_token(&token).unwrap())
+    );
     let rest = send(&s, Some(&token));
     assert!(
         rest.len() < full.len() * 6 / 10,

@@ -50,6 +50,24 @@ fn open(paths: &DestPaths) -> Result<JournalReader<BufReader<File>>> {
         })
 }
 
+/// The checkpoint a kept partial apply to this destination can resume from, if any (what a
+/// listening receiver offers a reconnecting sender). Reads the journal; writes nothing.
+pub fn resume_point(paths: &DestPaths) -> Result<Option<Checkpoint>> {
+    if !paths.journal.exists() {
+        return Ok(None);
+    }
+    let mut scan = open(paths)?;
+    while scan
+        .next_entry()
+        .map_err(|e| Error::io(&paths.journal, e))?
+        .is_some()
+    {}
+    Ok(scan
+        .progress
+        .filter(|_| !scan.committed)
+        .map(|p| p.checkpoint))
+}
+
 /// Prepare to resume the kept apply for the stream described by `h`: check it is the same
 /// delta, undo everything written after the last durable checkpoint, and reopen the journal
 /// there. Returns the journal and the checkpoint the stream must continue from.
