@@ -163,3 +163,13 @@ fn setup_mistakes_are_named() {
         .to_string();
     assert!(msg.contains("only allowed to a loopback"), "{msg}");
 }
+
+#[test]
+fn tls_client_on_plaintext_port() {
+    let (client, server) = refused("tcp://127.0.0.1:0", "client", "tls://{addr}/vm1");
+    assert_has(
+        &client,
+        &["closed the connection during the TLS handshake (not a TLS port?)"],
+    );
+    assert_has(&server, &["a tls:// client on a plaintext tcp:// port?"]);
+}

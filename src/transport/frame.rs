@@ -25,6 +25,8 @@ const K_END: u8 = b'E';
 const K_CHECKPOINT: u8 = b'C';
 const K_STATUS: u8 = b'S';
 const K_LANE: u8 = b'L';
+/// First byte of a TLS handshake record: never a frame kind, so a TLS client is recognised.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// A non-data frame, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +161,11 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Incoming>> {
         }
     }
     let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+    if h[0] == TLS_HANDSHAKE {
+        return Err(invalid(
+            "got a TLS handshake: a tls:// client on a plaintext tcp:// port?",
+        ));
+    }
     if h[0] == K_DATA {
         if len > MAX_DATA {
             return Err(invalid(format!(

@@ -37,7 +37,13 @@ pub fn handshake(mut conn: rustls::Connection, mut sock: TcpStream) -> io::Resul
     sock.set_nodelay(true)?;
     let peer = sock.peer_addr()?.to_string();
     while conn.is_handshaking() {
-        conn.complete_io(&mut sock).map_err(explain_io)?;
+        conn.complete_io(&mut sock).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io::Error::new(
+                e.kind(),
+                "the peer closed the connection during the TLS handshake (not a TLS port?)",
+            ),
+            _ => explain_io(e),
+        })?;
     }
     while conn.wants_write() {
         conn.write_tls(&mut sock)?;
