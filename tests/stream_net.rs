@@ -13,7 +13,19 @@ use transport_support::Pki;
 
 /// Start a one-shot listening receiver; returns it and its `host:port`.
 fn listen(scheme: &str, dest: &Path, st: &Path, pki: &Pki) -> (Child, String) {
+    listen_env(scheme, dest, st, pki, &[])
+}
+
+/// [`listen`] with extra environment variables for the receiver.
+fn listen_env(
+    scheme: &str,
+    dest: &Path,
+    st: &Path,
+    pki: &Pki,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let mut cmd = bin();
+    cmd.envs(env.iter().copied());
     cmd.args(["receive", "--once", "--progress", "none", "--listen"])
         .arg(format!("{scheme}://127.0.0.1:0"))
         .arg("--allow")
@@ -129,4 +141,99 @@ fn untrusted_client_is_refused_and_destination_untouched() {
     );
     assert!(!rx.wait().unwrap().success());
     assert_eq!(std::fs::read(&dest).unwrap(), vec![5u8; 1 << 20]);
+}
+
+#[test]
+fn network_transfer_resumes_after_the_receiver_is_killed() {
+    let pki = Pki::new();
+    let d = tmp();
+    let (dest, st) = (at(&d, "dest.img"), at(&d, "st"));
+    let mut img = make_image(8 << 20, 0x1357);
+    let v0 = at(&d, "v0.img");
+    write(&v0, &img);
+    let mut rng = Rng(0x2468);
+    for _ in 0..80 {
+        mutate(&mut img, &mut rng, 1);
+    }
+    let v1 = at(&d, "v1.img");
+    write(&v1, &img);
+    let full = at(&d, "full.lvd");
+    send_delta(None, &v0, &full);
+    ok(&apply(&full, &dest, &st, &[]));
+    let sender = |addr: &str, resume: bool| {
+        let mut cmd = bin();
+        cmd.args(["send", "--progress", "none", "--block-size", "16384"])
+            .args(["--checkpoint-every", "262144", "--base"])
+            .arg(&v0)
+            .arg(&v1)
+            .arg("--to")
+            .arg(format!("tcp://{addr}/copy"));
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // A slow receiver, killed once it has made a checkpoint durable.
+    let slow = [("LVMSYNC_TEST_SLOW_MS", "5")];
+    let (mut rx, addr) = listen_env("tcp", &dest, &st, &pki, &slow);
+    let tx = sender(&addr, false);
+    let paths = lvmsync::journal::DestPaths::new(&st, &dest).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while lvmsync::journal::resume::resume_point(&paths)
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no durable checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    rx.kill().unwrap();
+    rx.wait().unwrap();
+    let first = tx.wait_with_output().unwrap();
+    assert!(!first.status.success(), "the sender must notice the cut");
+    // Reconnect: the receiver offers its checkpoint, the sender sends only the rest.
+    let (mut rx, addr) = listen("tcp", &dest, &st, &pki);
+    let second = sender(&addr, true).wait_with_output().unwrap();
+    ok(&second);
+    assert!(rx.wait().unwrap().success());
+    assert_eq!(file_hash(&dest), file_hash(&v1));
+    let sent = |o: &std::process::Output| -> u64 {
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        err.split("sent ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let full_delta: u64 = {
+        let o = bin()
+            .args([
+                "send",
+                "--progress",
+                "none",
+                "--block-size",
+                "16384",
+                "--base",
+            ])
+            .arg(&v0)
+            .arg(&v1)
+            .arg("--to")
+            .arg(at(&d, "whole.lvd"))
+            .output()
+            .unwrap();
+        sent(&o)
+    };
+    assert!(
+        sent(&second) < full_delta,
+        "resumed send re-sent everything"
+    );
 }

@@ -1,7 +1,8 @@
 //! `lvmsync receive`: apply a delta stream read from stdin, atomically through the journal.
 
 use clap::Args;
-use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport};
+use lvmsync::journal::resume::resume_point;
+use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport, DestPaths};
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::transport::{Allow, ListenUrl, Listener, ServerOptions, TlsFiles};
 use std::io::Read;
@@ -52,6 +53,7 @@ impl ApplyArgs {
             snapback: self.snapback.clone(),
             resumable: self.resumable,
             resume: self.resume,
+            resume_if_continuation: false,
         }
     }
 }
@@ -96,10 +98,19 @@ pub fn apply_with_progress(
     dest: &std::path::Path,
     args: &ApplyArgs,
 ) -> anyhow::Result<()> {
-    let mut progress = Progress::new(args.progress, "apply");
-    let report = apply_stream(input, name, dest, &args.options(), &mut |d, t| {
-        progress.update(d, t)
-    })?;
+    apply_with_options(input, name, dest, &args.options(), args.progress)
+}
+
+/// [`apply_with_progress`] with explicit library options.
+fn apply_with_options(
+    input: impl Read + Send,
+    name: &str,
+    dest: &std::path::Path,
+    opts: &ApplyOptions,
+    mode: ProgressMode,
+) -> anyhow::Result<()> {
+    let mut progress = Progress::new(mode, "apply");
+    let report = apply_stream(input, name, dest, opts, &mut |d, t| progress.update(d, t))?;
     progress.finish();
     print_report(&report, dest);
     Ok(())
@@ -151,7 +162,18 @@ fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
         },
         allow,
     };
-    let listener = Listener::bind(&url, &opts)?;
+    // Network transfers are resumable: checkpoints are made durable, a cut transfer keeps its
+    // verified part, each Accept offers the sender that checkpoint, and a continuation stream
+    // (send --resume) picks it up; any other stream rolls the partial apply back first.
+    let state_dir = args.apply.state_dir.clone();
+    let lookup = move |dev: &std::path::Path| {
+        let paths = DestPaths::new(&state_dir, dev).ok()?;
+        resume_point(&paths).ok().flatten().map(|cp| cp.encode())
+    };
+    let listener = Listener::bind(&url, &opts)?.with_resume_points(Box::new(lookup));
+    let mut apply_opts = args.apply.options();
+    apply_opts.resumable = true;
+    apply_opts.resume_if_continuation = true;
     eprintln!("lvmsync: listening on {}", listener.local_addr());
     loop {
         let session = match listener.accept() {
@@ -164,7 +186,13 @@ fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
         };
         let name = format!("client {} ({})", session.peer, session.name);
         let input = std::io::BufReader::with_capacity(1 << 20, session.data);
-        let result = apply_with_progress(input, &name, &session.device, &args.apply);
+        let result = apply_with_options(
+            input,
+            &name,
+            &session.device,
+            &apply_opts,
+            args.apply.progress,
+        );
         let verdict = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
         if let Err(e) = session.acks.finish(verdict) {
             eprintln!("lvmsync: {name}: {e}");

@@ -5,6 +5,7 @@ use clap::Args;
 use lvmsync::dm::{DeviceKind, ProbeReport};
 use lvmsync::stream::fingerprint::content_fingerprint;
 use lvmsync::stream::progress::{Progress, ProgressMode};
+use lvmsync::stream::record::Checkpoint;
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
 use lvmsync::transport::{connect, ConnectOptions, Dest, SshOptions, TlsFiles};
 use lvmsync::units::Bytes;
@@ -49,9 +50,10 @@ pub struct SendArgs {
     /// Progress display: auto, bar, json or none.
     #[arg(long, default_value = "auto")]
     pub progress: ProgressMode,
-    /// Send only what follows this checkpoint of an interrupted transfer (the token the
-    /// receiver printed); the receiver continues with `receive --resume`.
-    #[arg(long, value_name = "TOKEN")]
+    /// Send only what follows the checkpoint of an interrupted transfer: the token the
+    /// receiver printed (files, pipes, ssh: it continues with `receive --resume`), or with no
+    /// token the resume point a listening receiver offers (tls://, quic://, tcp://).
+    #[arg(long, value_name = "TOKEN", num_args = 0..=1, default_missing_value = "offered")]
     pub resume: Option<String>,
     /// Stream bytes between checkpoints (default 64 MiB; small values for tests).
     #[arg(long, hide = true)]
@@ -288,18 +290,27 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     let src = &read_from;
     let mut progress = Progress::new(args.progress, "send");
     let mut report = |d, t| progress.update(d, t);
-    let opts = EncodeOptions {
+    let mut opts = EncodeOptions {
         level: args.level,
         checkpoint_every: args.checkpoint_every,
-        resume: args
-            .resume
-            .as_deref()
-            .map(lvmsync::journal::resume::parse_token)
-            .transpose()?,
         ..EncodeOptions::default()
     };
     let dest: Dest = args.to.parse()?;
     let conn = connect(&dest, &args.net.options())?;
+    opts.resume = match args.resume.as_deref() {
+        None => None,
+        Some("offered") => {
+            let offered = conn.resume_point().ok_or_else(|| Error::Destination {
+                dest: args.to.clone(),
+                detail: "the receiver has nothing to resume; send without --resume".into(),
+            })?;
+            Some(Checkpoint::decode(offered).map_err(|d| Error::Transport {
+                endpoint: args.to.clone(),
+                detail: format!("the receiver offered a bad resume point: {d}"),
+            })?)
+        }
+        Some(token) => Some(lvmsync::journal::resume::parse_token(token)?),
+    };
     let sent = send_changes(src, &changes, &header, conn, &args.to, opts, &mut report);
     let summary = match sent.and_then(|(conn, summary)| conn.finish().map(|_| summary)) {
         Ok(summary) => summary,

@@ -46,6 +46,9 @@ pub struct ApplyOptions {
     pub resumable: bool,
     /// Continue a kept partial apply with a continuation stream (`send --resume`).
     pub resume: bool,
+    /// Network receivers: resume if the stream turns out to be a continuation, otherwise roll
+    /// a kept partial apply back and apply the stream from the start.
+    pub resume_if_continuation: bool,
 }
 
 /// What an apply did.
@@ -82,13 +85,19 @@ pub fn apply_stream(
 ) -> Result<ApplyReport> {
     let paths = DestPaths::new(&opts.state_dir, dest)?;
     let _lock = paths.lock()?;
-    let recovery = if opts.dry_run || opts.resume {
+    let mut reader = StreamReader::open(input, name)?;
+    let h = reader.header().clone();
+    let mut first = None;
+    let resume = opts.resume
+        || (opts.resume_if_continuation && !opts.dry_run && {
+            first = reader.next_item()?;
+            matches!(first, Some(Item::Resume(_)))
+        });
+    let recovery = if opts.dry_run || resume {
         Recovery::Nothing
     } else {
         recover(&paths)?
     };
-    let mut reader = StreamReader::open(input, name)?;
-    let h = reader.header().clone();
     let exists = dest.exists();
     if !exists && !h.is_full() {
         return Err(dest_err(
@@ -111,7 +120,7 @@ pub fn apply_stream(
             ),
         ));
     }
-    if !opts.force && !opts.resume {
+    if !opts.force && !resume {
         check_base(&h, dest, &paths)?;
     }
     let mut report = ApplyReport {
@@ -128,13 +137,17 @@ pub fn apply_stream(
         }
         return Ok(report);
     }
-    if !opts.unsafe_no_journal && !opts.resume {
+    if !opts.unsafe_no_journal && !resume {
         check_journal_space(&h, &paths)?;
     }
     let d = Destination::open(dest, true)?;
-    let mut journal = if opts.resume {
+    let mut journal = if resume {
         let (journal, cp) = super::resume::prepare(&paths, &h)?;
-        match reader.next_item()? {
+        let marker = match first.take() {
+            Some(item) => Some(item),
+            None => reader.next_item()?,
+        };
+        match marker {
             Some(Item::Resume(c)) if c == cp => Some(journal),
             _ => {
                 let t = super::resume::token(&cp);
@@ -163,16 +176,24 @@ pub fn apply_stream(
             },
         )?)
     };
-    let resumable = opts.resumable || opts.resume;
-    let run = run_records(
-        &mut reader,
-        &d,
-        journal.as_mut(),
-        size_before,
-        resumable,
-        &mut report,
-        progress,
-    );
+    let resumable = opts.resumable || resume;
+    // Grow only now that the journal head (with the old size) is durable.
+    let grow = if size_before < h.device_size.0 {
+        d.set_len(h.device_size.0)
+    } else {
+        Ok(())
+    };
+    let run = grow.and_then(|()| {
+        run_records(
+            &mut reader,
+            first,
+            &d,
+            journal.as_mut(),
+            resumable,
+            &mut report,
+            progress,
+        )
+    });
     if let Err(e) = run {
         if let Some(cp) = journal
             .as_ref()
@@ -261,18 +282,14 @@ fn roll_back_after(e: Error, paths: &DestPaths, no_journal: bool) -> Error {
 
 fn run_records<R: Read + Send>(
     reader: &mut StreamReader<R>,
+    mut first: Option<Item>,
     d: &Destination,
     mut journal: Option<&mut UndoJournal>,
-    size_before: u64,
     resumable: bool,
     report: &mut ApplyReport,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
-    let h = reader.header().clone();
-    if size_before < h.device_size.0 {
-        d.set_len(h.device_size.0)?;
-    }
-    let total = h.touched_bytes.0;
+    let total = reader.header().touched_bytes.0;
     // Two stages: a thread reads, decompresses and verifies records while this one journals
     // and writes, with at most `DECODED_AHEAD` verified records waiting in between.
     std::thread::scope(|s| {
@@ -296,7 +313,14 @@ fn run_records<R: Read + Send>(
         let mut batch: Vec<Item> = Vec::new();
         let mut batch_bytes = 0u64;
         let mut done = 0u64;
-        while let Some(item) = rx.recv().expect("the decoder sends its end")? {
+        loop {
+            let item = match first.take() {
+                Some(item) => item,
+                None => match rx.recv().expect("the decoder sends its end")? {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
             let (offset, len) = match &item {
                 Item::Data { offset, data } => (*offset, data.len() as u64),
                 Item::Zero { offset, len } | Item::Discard { offset, len } => (*offset, *len),
