@@ -4,8 +4,8 @@
 //! One metadata file holds an "old" device with `LVMSYNC_BENCH_MAPPED` (default 1,000,000)
 //! mapped blocks and three newer devices with 0.1%, 1% and 10% of those blocks remapped, as
 //! scattered single blocks. Each diff runs as a separate process (the released `lvmsync`
-//! binary and `thin_delta`), best of `LVMSYNC_BENCH_RUNS` (default 5), output read and
-//! discarded; both results are checked equal first. The metadata lives in /dev/shm so neither
+//! binary and `thin_delta`), best of `LVMSYNC_BENCH_RUNS` (default 5) interleaved runs each,
+//! output read and discarded; both results are checked equal first. The metadata lives in /dev/shm so neither
 //! tool waits on the disk (`thin_delta` reads with O_DIRECT, which would otherwise make it pay
 //! for disk reads lvmsync gets from the page cache). Peak RSS comes from `/usr/bin/time -f %M`.
 //!
@@ -43,19 +43,40 @@ impl Rng {
     }
 }
 
-/// Best wall time of `runs` executions of `cmd`, and its stdout of the last one.
-fn best_of(runs: u64, mut cmd: impl FnMut() -> Command) -> (Duration, Vec<u8>) {
-    let mut best = Duration::MAX;
-    let mut out = Vec::new();
-    for _ in 0..runs {
-        let start = Instant::now();
-        let o = cmd().output().unwrap();
-        let t = start.elapsed();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        best = best.min(t);
-        out = o.stdout;
+/// Wall time and stdout of one run of `cmd`.
+fn timed(mut cmd: Command) -> (Duration, Vec<u8>) {
+    let start = Instant::now();
+    let o = cmd.output().unwrap();
+    let t = start.elapsed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (t, o.stdout)
+}
+
+/// Best wall times of `runs` interleaved runs of `a` and `b` (A, B, B, A, ...), so machine
+/// load hits both alike; and `a`'s stdout.
+fn best_interleaved(
+    runs: u64,
+    a: impl Fn() -> Command,
+    b: impl Fn() -> Command,
+) -> (Duration, Duration, Vec<u8>) {
+    let (mut best_a, mut best_b, mut out) = (Duration::MAX, Duration::MAX, Vec::new());
+    for r in 0..runs {
+        let order = if r % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for first_a in order {
+            if first_a {
+                let (t, o) = timed(a());
+                best_a = best_a.min(t);
+                out = o;
+            } else {
+                best_b = best_b.min(timed(b()).0);
+            }
+        }
     }
-    (best, out)
+    (best_a, best_b, out)
 }
 
 /// Peak RSS in KiB of one run of `program args`, via GNU time.
@@ -144,16 +165,19 @@ fn main() {
             .map(|s| s.to_string())
             .chain([meta.display().to_string()])
             .collect();
-        let (t_l, out) = best_of(runs, || {
-            let mut c = Command::new(bin);
-            c.args(&args);
-            c
-        });
-        let (t_d, _) = best_of(runs, || {
-            let mut c = Command::new("thin_delta");
-            c.args(&delta_args);
-            c
-        });
+        let (t_l, t_d, out) = best_interleaved(
+            runs,
+            || {
+                let mut c = Command::new(bin);
+                c.args(&args);
+                c
+            },
+            || {
+                let mut c = Command::new("thin_delta");
+                c.args(&delta_args);
+                c
+            },
+        );
         let ours = changeset_from_json(&out);
         assert_eq!(
             ours,

@@ -6,7 +6,7 @@
 //! `reserve_metadata_snap`, and as "everything mapped" for an initial sync. The kernel-made
 //! trees share subtrees, so the diff must skip some and read fewer nodes than a full walk.
 //! Afterwards no metadata snapshot is held; a stale one is refused without `--force` and
-//! released with it.
+//! released with it. The kernel-made scaling benchmark is the submodule [`scaling`].
 
 use lvmsync::dm::name::lv_dm_name;
 use lvmsync::thin::live::diff_pool_devices_with_stats;
@@ -14,6 +14,8 @@ use lvmsync_vm_tests::{lvmsync, run, run_status, write_at, VolumeGroup};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+mod scaling;
 
 const MIB: u64 = 1 << 20;
 /// Pool block (LVM chunk) size.
