@@ -161,3 +161,34 @@ fn accept_carries_the_receivers_resume_point() {
         server.join().unwrap().unwrap();
     }
 }
+
+#[test]
+fn receiver_giving_up_mid_stream_is_explained_to_the_writer() {
+    let pki = Pki::new();
+    for scheme in ["tcp", "tls", "quic"] {
+        let listener = bind(&format!("{scheme}://127.0.0.1:0"), &pki);
+        let addr = listener.local_addr();
+        let server = std::thread::spawn(move || {
+            let mut s = listener.accept().unwrap();
+            let mut first = vec![0u8; 1 << 20];
+            std::io::Read::read_exact(&mut s.data, &mut first).unwrap();
+            s.acks
+                .finish(Err(
+                    "/dev/test-vm1: header says 4 GiB, device has 1 GiB".into()
+                ))
+                .unwrap();
+        });
+        let dest: Dest = format!("{scheme}://{addr}/vm1").parse().unwrap();
+        let mut conn = connect(&dest, &opts(&pki, "client")).unwrap();
+        let chunk = test_bytes("big", MIB);
+        let err = (0..256)
+            .find_map(|_| conn.write_all(&chunk).err())
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| conn.finish().unwrap_err().to_string());
+        assert!(
+            err.contains("header says 4 GiB, device has 1 GiB"),
+            "{scheme}: {err}"
+        );
+        server.join().unwrap();
+    }
+}

@@ -90,6 +90,9 @@ impl Conn for FileConn {
     }
 }
 
+/// How long a failed write waits for the receiver's Status explaining it.
+const STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// State the acknowledgement reader shares with the writer.
 #[derive(Default)]
 struct Acks {
@@ -163,8 +166,15 @@ impl NetConn {
         })
     }
 
-    /// If the receiver already reported a failure, that explains a write error best.
+    /// If the receiver reported a failure, that explains a write error best. A write usually
+    /// fails because the receiver gave up and closed, so give its Status a moment to arrive.
     fn explain_write(&mut self, e: io::Error) -> io::Error {
+        let deadline = std::time::Instant::now() + STATUS_GRACE;
+        while self.answer.as_ref().is_some_and(|h| !h.is_finished())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         if self.answer.as_ref().is_some_and(|h| h.is_finished()) {
             if let Some(Ok(Err(msg))) = self.answer.take().map(|h| h.join().unwrap_or(Ok(Ok(())))) {
                 return io::Error::new(
