@@ -11,9 +11,10 @@ const DEPTH: usize = 4;
 
 /// A `Read` whose inner reader runs ahead on a background thread.
 pub struct ReadAhead {
-    full: Receiver<io::Result<Vec<u8>>>,
+    full: Receiver<io::Result<(Vec<u8>, usize)>>,
     empty: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
+    len: usize,
     pos: usize,
     done: bool,
 }
@@ -21,16 +22,16 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Start reading `inner` on a new thread.
     pub fn spawn(mut inner: impl Read + Send + 'static) -> io::Result<Self> {
-        let (full_tx, full) = sync_channel::<io::Result<Vec<u8>>>(DEPTH);
+        let (full_tx, full) = sync_channel::<io::Result<(Vec<u8>, usize)>>(DEPTH);
         let (empty, empty_rx) = sync_channel::<Vec<u8>>(DEPTH);
-        for _ in 0..DEPTH - 1 {
+        for _ in 0..DEPTH {
             empty.send(vec![0; CHUNK]).expect("receiver alive");
         }
         std::thread::Builder::new()
             .name("lvmsync-readahead".into())
             .spawn(move || {
+                // Buffers keep their full length (no re-zeroing); the count travels beside.
                 while let Ok(mut buf) = empty_rx.recv() {
-                    buf.resize(CHUNK, 0);
                     let got = loop {
                         match inner.read(&mut buf) {
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -38,10 +39,7 @@ impl ReadAhead {
                         }
                     };
                     let stop = !matches!(got, Ok(1..));
-                    let msg = got.map(|n| {
-                        buf.truncate(n);
-                        buf
-                    });
+                    let msg = got.map(|n| (buf, n));
                     if full_tx.send(msg).is_err() || stop {
                         return;
                     }
@@ -51,6 +49,7 @@ impl ReadAhead {
             full,
             empty,
             cur: Vec::new(),
+            len: 0,
             pos: 0,
             done: false,
         })
@@ -59,23 +58,23 @@ impl ReadAhead {
 
 impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.cur.len() {
+        while self.pos == self.len {
             if self.done || out.is_empty() {
                 return Ok(0);
             }
-            let next = match self.full.recv() {
+            let (next, len) = match self.full.recv() {
                 Ok(r) => r?,
                 Err(_) => return Err(io::Error::other("read-ahead thread ended unexpectedly")),
             };
-            if next.is_empty() {
-                self.done = true;
-            }
+            self.done = len == 0;
             let old = std::mem::replace(&mut self.cur, next);
-            self.pos = 0;
-            // The producer may already be gone (end of stream); a lost buffer is harmless.
-            let _ = self.empty.try_send(old);
+            (self.len, self.pos) = (len, 0);
+            if !old.is_empty() {
+                // The producer may already be gone (end of stream); a lost buffer is harmless.
+                let _ = self.empty.try_send(old);
+            }
         }
-        let n = out.len().min(self.cur.len() - self.pos);
+        let n = out.len().min(self.len - self.pos);
         out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
