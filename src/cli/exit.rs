@@ -52,6 +52,6 @@ Exit codes:
   3  the source is unusable or its metadata is corrupt (run a full sync)
   4  the destination can't take the stream (missing, too small, no journal space)
   5  a delta stream or journal failed verification (truncated, corrupted, unknown version);
-     the destination was left unchanged
+     the destination was left unchanged (with --resumable: kept up to its last checkpoint)
   6  a network transport failed
   7  the destination does not hold the delta's base state (apply missing deltas or --force)";
