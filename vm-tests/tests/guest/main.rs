@@ -12,4 +12,5 @@
 mod cow_diff;
 mod probe;
 mod probe_errors;
+mod stream_lv;
 mod thin_diff;
