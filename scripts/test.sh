@@ -35,7 +35,7 @@ guest_tests() {
 
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
-stage "host tests" cargo test --workspace --exclude lvmsync-vm-tests
+stage "host tests" cargo test --workspace --exclude lvmsync-vm-tests --no-fail-fast
 stage "guest tests" guest_tests
 
 echo
