@@ -144,7 +144,7 @@ fn thin_diff_equals_ground_truth() {
     let (id1, id2) = (id("snap1"), id("snap2"));
     let want = truth();
 
-    // Live, through the CLI (H1's dispatcher) and through the library (with work counts).
+    // Live, through the CLI (the dm::diff_live dispatcher) and through the library (with work counts).
     assert_eq!(
         diff_json(&[&vg.lv("snap2"), "--since", &vg.lv("snap1")]),
         want,
