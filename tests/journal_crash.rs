@@ -88,6 +88,30 @@ impl Fixture {
             .unwrap()
     }
 
+    /// How long an uninterrupted recovery of the current (killed) apply takes, timed on a
+    /// copy of the destination and state directory so the real ones stay as they are.
+    fn time_recovery_on_copy(&self) -> Duration {
+        let (dest, st) = (at(&self.dir, "probe.img"), at(&self.dir, "probe-st"));
+        std::fs::copy(&self.dest, &dest).unwrap();
+        let _ = std::fs::remove_dir_all(&st);
+        std::fs::create_dir(&st).unwrap();
+        for e in std::fs::read_dir(&self.st).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, st.join(p.file_name().unwrap())).unwrap();
+        }
+        let t = Instant::now();
+        let o = bin()
+            .arg("recover")
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&st)
+            .env("LVMSYNC_TEST_SLOW_MS", SLOW)
+            .output()
+            .unwrap();
+        ok(&o);
+        t.elapsed()
+    }
+
     fn spawn_apply(&self) -> Child {
         let delta = self.delta.to_str().unwrap().to_string();
         self.spawn(&["apply", "--progress", "none", &delta])
@@ -213,7 +237,10 @@ fn kill_9_during_recovery_leaves_base_or_committed_target() {
         let Some(committed) = f.journal_committed() else {
             continue;
         };
-        let rec_ms = rng.below(full.as_millis() as u64 / 2 + 1);
+        // Kill somewhere inside this recovery's own duration (timed on a copy), so the
+        // kill points land mid-recovery whatever the machine's load.
+        let rec_full = f.time_recovery_on_copy().as_millis() as u64;
+        let rec_ms = rng.below(rec_full * 9 / 10 + 1);
         if kill_after(f.spawn(&["recover"]), Duration::from_millis(rec_ms)) {
             mid += 1;
         }
