@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 
 const MIB: u64 = 1 << 20;
 /// Size of the source LVs and the destinations.
-const SIZE: u64 = 16 * MIB;
+const SIZE: u64 = 8 * MIB;
 
 /// `n` bytes of a xorshift stream seeded with `seed` (incompressible, reproducible).
 fn noise(seed: u64, n: usize) -> Vec<u8> {
@@ -40,9 +40,9 @@ fn writes() -> Vec<(u64, Vec<u8>)> {
         (0, noise(1, 512)),
         (SIZE - 512, noise(2, 512)),
         (3 * 65536 - 700, noise(3, 1400)),
-        (5 * MIB + 12345, noise(4, 300_000)),
+        (2 * MIB + 12345, noise(4, 300_000)),
     ];
-    w.extend((0..40).map(|i| (9 * MIB + i * 81920, noise(10 + i, 4096))));
+    w.extend((0..40).map(|i| (4 * MIB + i * 81920, noise(10 + i, 4096))));
     w
 }
 
@@ -144,13 +144,13 @@ fn thin_full_then_incremental_into_lv() {
         "pool",
         &vg.name,
     ]);
-    vg.lvcreate(&["-V", "16M", "-T", &vg.lv("pool"), "-n", "thin"]);
-    vg.lvcreate(&["-L", "16M", "-n", "dst", &vg.name]);
+    vg.lvcreate(&["-V", "8M", "-T", &vg.lv("pool"), "-n", "thin"]);
+    vg.lvcreate(&["-L", "8M", "-n", "dst", &vg.name]);
     let (thin, dst) = (mapper(&vg, "thin"), mapper(&vg, "dst"));
     fill_junk(&dst);
-    // Data in the first 6 MiB and at 12 MiB; the rest of the thin LV stays unmapped.
-    write_at(&thin, 0, &noise(100, 6 * MIB as usize));
-    write_at(&thin, 12 * MIB, &noise(101, MIB as usize));
+    // Data in the first 3 MiB and at 6 MiB; the rest of the thin LV stays unmapped.
+    write_at(&thin, 0, &noise(100, 3 * MIB as usize));
+    write_at(&thin, 6 * MIB, &noise(101, MIB as usize));
     create_thin_snapshot(&vg.lv("thin"), "s1").expect("thin snapshot s1");
 
     let state = temp("thin-state");
@@ -162,7 +162,7 @@ fn thin_full_then_incremental_into_lv() {
     }
     run(
         "blkdiscard",
-        &["-o", &(12 * MIB).to_string(), "-l", &MIB.to_string(), &thin],
+        &["-o", &(6 * MIB).to_string(), "-l", &MIB.to_string(), &thin],
     );
     create_thin_snapshot(&vg.lv("thin"), "s2").expect("thin snapshot s2");
     let inc = send_apply(
@@ -181,13 +181,12 @@ fn thin_full_then_incremental_into_lv() {
 #[test]
 fn classic_full_then_incremental_into_lv() {
     let vg = VolumeGroup::new("lvsync-scow", 1, 120);
-    vg.lvcreate(&["-L", "16M", "-n", "origin", &vg.name]);
-    vg.lvcreate(&["-L", "16M", "-n", "dst", &vg.name]);
+    vg.lvcreate(&["-L", "8M", "-n", "origin", &vg.name]);
+    vg.lvcreate(&["-L", "8M", "-n", "dst", &vg.name]);
     let (origin, dst) = (mapper(&vg, "origin"), mapper(&vg, "dst"));
     fill_junk(&dst);
-    write_at(&origin, 0, &noise(200, 10 * MIB as usize));
-    create_cow_snapshot(&vg.lv("origin"), "c1", Bytes(12 * MIB), Bytes(65536))
-        .expect("snapshot c1");
+    write_at(&origin, 0, &noise(200, 5 * MIB as usize));
+    create_cow_snapshot(&vg.lv("origin"), "c1", Bytes(8 * MIB), Bytes(65536)).expect("snapshot c1");
 
     let state = temp("cow-state");
     send_receive(&[&vg.lv("c1")], &dst, &state);
@@ -196,8 +195,7 @@ fn classic_full_then_incremental_into_lv() {
     for (off, data) in writes() {
         write_at(&origin, off, &data);
     }
-    create_cow_snapshot(&vg.lv("origin"), "c2", Bytes(12 * MIB), Bytes(65536))
-        .expect("snapshot c2");
+    create_cow_snapshot(&vg.lv("origin"), "c2", Bytes(8 * MIB), Bytes(65536)).expect("snapshot c2");
     send_receive(&[&vg.lv("c2"), "--since", &vg.lv("c1")], &dst, &state);
     assert_same(&dst, &mapper(&vg, "c2"), "classic incremental c1 -> c2");
     assert_same(
