@@ -2,7 +2,8 @@
 # scripts/demo.sh: the end-to-end demo. Installs what is missing, builds lvmsync, boots the
 # QEMU guest and runs scripts/demo-guest.sh in it: a VG on loop devices, a classic LV with a
 # COW snapshot and a thin pool with a thin LV and thin snapshot, a few blocks written, and
-# what `lvmsync probe` and `lvmsync diff` see of each.
+# what `lvmsync probe` and `lvmsync diff` see of each, then a full + incremental sync of the
+# thin snapshot into a destination LV, verified.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 bash scripts/install-deps.sh
