@@ -14,7 +14,7 @@ PACKAGES=(
     # kernel download and unpacking
     qemu-system-x86 busybox-static kmod xz-utils apt-utils ca-certificates curl
     # used inside the guest and by host tests
-    lvm2 thin-provisioning-tools nbd-client fuse3 libnbd-bin nbdkit qemu-utils util-linux
+    lvm2 thin-provisioning-tools nbd-client fuse3 libnbd-bin nbdkit qemu-utils util-linux e2fsprogs
     openssh-client openssh-server
 )
 

@@ -30,17 +30,19 @@ guest_tests() {
     mkdir -p target/guest-bin && cp target/debug/lvmsync target/guest-bin/lvmsync || return
     LVMSYNC_BIN=$ROOT/target/guest-bin/lvmsync \
         CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$ROOT/vm-tests/run --timeout 2400 --" \
-        cargo test -p lvmsync-vm-tests -- --test-threads=1
+        cargo test -p lvmsync-vm-tests --test guest -- --test-threads=1
 }
 
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage "host tests" cargo test --workspace --exclude lvmsync-vm-tests --no-fail-fast
 stage "guest tests" guest_tests
+# Host-driven: boots the guest five times and cuts its power mid-apply (see vm-tests/tests/powercut.rs).
+stage "power cut" env LVMSYNC_BIN="$ROOT/target/guest-bin/lvmsync" cargo test -p lvmsync-vm-tests --test powercut -- --nocapture
 
 echo
 echo "=== summary"
-for name in "host tests" "guest tests"; do
+for name in "host tests" "guest tests" "power cut"; do
     grep -h -a 'test result:' "$LOGS/${name// /-}.log" 2>/dev/null | sed "s/^/$name: /"
 done
 printf '%s\n' "${times[@]}"
