@@ -67,7 +67,8 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<()> {
         lvmsync::dm::diff_live(&snapshot.to_string_lossy(), since, args.force)?
     } else {
         return Err(lvmsync::Error::InvalidArgument(
-            "name a source: --thin-metadata, --cow-store or --base OLD NEW (see lvmsync diff --help)"
+            "name a source: a snapshot (`lvmsync diff vg/snap [--since vg/older]`), or offline \
+             --thin-metadata FILE, --cow-store FILE or --base OLD NEW (see lvmsync diff --help)"
                 .into(),
         )
         .into());
