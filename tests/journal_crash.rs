@@ -33,15 +33,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tmp();
-    let mut img = make_image(SIZE, 31337);
-    let v0 = at(&dir, "v0.img");
-    write(&v0, &img);
-    let mut rng = Rng(2718);
-    for _ in 0..40 {
-        mutate(&mut img, &mut rng, 1);
-    }
-    let v1 = at(&dir, "v1.img");
-    write(&v1, &img);
+    let (v0, v1) = base_and_target(&dir, SIZE, 31337, 2718, 40);
     let delta = at(&dir, "d01.lvd");
     send_delta(Some(&v0), &v1, &delta);
     let dest = at(&dir, "dest.img");
@@ -143,13 +135,7 @@ impl Fixture {
     /// Recover normally, then check the destination is exactly base or target and the
     /// state file agrees; returns true for target.
     fn recover_and_check(&self, what: &str) -> bool {
-        let o = bin()
-            .arg("recover")
-            .arg(&self.dest)
-            .arg("--state-dir")
-            .arg(&self.st)
-            .output()
-            .unwrap();
+        let o = recover(&self.dest, &self.st);
         ok(&o);
         assert!(!self.journal_exists(), "{what}: journal left after recover");
         let h = file_hash(&self.dest);

@@ -96,21 +96,9 @@ fn a_second_receiver_on_the_same_destination_is_refused() {
     let st = at(&d, "st");
     let paths = DestPaths::new(&st, &dest).unwrap();
     let held = paths.lock().unwrap();
-    let o = bin()
-        .arg("recover")
-        .arg(&dest)
-        .arg("--state-dir")
-        .arg(&st)
-        .output()
-        .unwrap();
+    let o = stream_util::recover(&dest, &st);
     assert_eq!(o.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&o.stderr).contains("another lvmsync"));
     drop(held);
-    ok(&bin()
-        .arg("recover")
-        .arg(&dest)
-        .arg("--state-dir")
-        .arg(&st)
-        .output()
-        .unwrap());
+    ok(&stream_util::recover(&dest, &st));
 }

@@ -11,15 +11,7 @@ use stream_util::*;
 #[test]
 fn kill_9_during_resumed_apply_leaves_base_or_target() {
     let d = tmp();
-    let mut img = make_image(8 << 20, 0x4242);
-    let v0 = at(&d, "v0.img");
-    write(&v0, &img);
-    let mut rng = Rng(0x99);
-    for _ in 0..80 {
-        mutate(&mut img, &mut rng, 1);
-    }
-    let v1 = at(&d, "v1.img");
-    write(&v1, &img);
+    let (v0, v1) = base_and_target(&d, 8 << 20, 0x4242, 0x99, 80);
     let (dest, st, tpl) = (at(&d, "dest.img"), at(&d, "st"), at(&d, "tpl"));
     let full = at(&d, "full.lvd");
     send_delta(None, &v0, &full);
@@ -79,6 +71,7 @@ fn kill_9_during_resumed_apply_leaves_base_or_target() {
     let full_ms = t.elapsed().as_millis() as u64;
     assert_eq!(file_hash(&dest), file_hash(&v1));
     let (h0, h1) = (file_hash(&v0), file_hash(&v1));
+    let mut rng = Rng(0x99);
     let mut mid = 0;
     for i in 0..200 {
         assert_eq!(
@@ -94,13 +87,7 @@ fn kill_9_during_resumed_apply_leaves_base_or_target() {
         }
         let _ = child.kill();
         child.wait().unwrap();
-        ok(&bin()
-            .arg("recover")
-            .arg(&dest)
-            .arg("--state-dir")
-            .arg(&st)
-            .output()
-            .unwrap());
+        ok(&recover(&dest, &st));
         let h = file_hash(&dest);
         assert!(
             h == h0 || h == h1,

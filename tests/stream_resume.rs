@@ -19,15 +19,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let d = tmp();
-    let mut img = make_image(SIZE, 0x5151);
-    let v0 = at(&d, "v0.img");
-    write(&v0, &img);
-    let mut rng = Rng(0x77);
-    for _ in 0..80 {
-        mutate(&mut img, &mut rng, 1);
-    }
-    let v1 = at(&d, "v1.img");
-    write(&v1, &img);
+    let (v0, v1) = base_and_target(&d, SIZE, 0x5151, 0x77, 80);
     let (dest, st) = (at(&d, "dest.img"), at(&d, "st"));
     let full = at(&d, "full.lvd");
     send_delta(None, &v0, &full);
@@ -133,13 +125,7 @@ fn partial_apply_is_rolled_back_by_recover_and_bad_continuations_refused() {
     };
     assert_ne!(token, token2, "the second cut should have made progress");
     // Giving up: recover restores exactly the base.
-    ok(&bin()
-        .arg("recover")
-        .arg(&s.dest)
-        .arg("--state-dir")
-        .arg(&s.st)
-        .output()
-        .unwrap());
+    ok(&recover(&s.dest, &s.st));
     assert_eq!(file_hash(&s.dest), file_hash(&s.v0));
     assert!(!state_dir_has_journal(&s.st));
     let _ = &s.d;

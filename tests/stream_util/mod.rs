@@ -206,3 +206,35 @@ pub fn ok(o: &Output) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A base image of `size` bytes (seeded by `image_seed`) and a target made from it by `edits`
+/// random edits (seeded by `edit_seed`), written to `v0.img` and `v1.img` in `d`.
+pub fn base_and_target(
+    d: &tempfile::TempDir,
+    size: usize,
+    image_seed: u64,
+    edit_seed: u64,
+    edits: usize,
+) -> (PathBuf, PathBuf) {
+    let mut img = make_image(size, image_seed);
+    let v0 = at(d, "v0.img");
+    write(&v0, &img);
+    let mut rng = Rng(edit_seed);
+    for _ in 0..edits {
+        mutate(&mut img, &mut rng, 1);
+    }
+    let v1 = at(d, "v1.img");
+    write(&v1, &img);
+    (v0, v1)
+}
+
+/// Run `lvmsync recover <dest> --state-dir <st>` and return its output.
+pub fn recover(dest: &Path, st: &Path) -> Output {
+    bin()
+        .arg("recover")
+        .arg(dest)
+        .arg("--state-dir")
+        .arg(st)
+        .output()
+        .unwrap()
+}
