@@ -139,6 +139,25 @@ impl VolumeGroup {
         run("lvcreate", &[&["-q", "--yes"], args].concat());
     }
 
+    /// Create thin pool `pool` of `pool_size` (e.g. "64M") with data blocks of `block`
+    /// (e.g. "64k") and 4 MiB of metadata, and thin LV `thin` of `thin_size` in it.
+    pub fn thin_pool_with_thin(&self, pool_size: &str, block: &str, thin_size: &str) {
+        self.lvcreate(&[
+            "--type",
+            "thin-pool",
+            "-L",
+            pool_size,
+            "--poolmetadatasize",
+            "4M",
+            "--chunksize",
+            block,
+            "-n",
+            "pool",
+            &self.name,
+        ]);
+        self.lvcreate(&["-V", thin_size, "-T", &self.lv("pool"), "-n", "thin"]);
+    }
+
     /// One field of `lvs` for LV `lv` (e.g. `thin_id`, `lv_uuid`, `chunk_size` in bytes).
     pub fn lvs_field(&self, lv: &str, field: &str) -> String {
         run(

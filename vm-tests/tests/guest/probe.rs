@@ -32,20 +32,7 @@ fn scenario() -> VolumeGroup {
         .expect("lvcreate -s");
     write_at(&data, COW_WRITE.0, &vec![0x5a; COW_WRITE.1]);
 
-    vg.lvcreate(&[
-        "--type",
-        "thin-pool",
-        "-L",
-        "64M",
-        "--poolmetadatasize",
-        "4M",
-        "--chunksize",
-        "128k",
-        "-n",
-        "pool",
-        &vg.name,
-    ]);
-    vg.lvcreate(&["-V", "64M", "-T", &vg.lv("pool"), "-n", "thin"]);
+    vg.thin_pool_with_thin("64M", "128k", "64M");
     let thin = mapper(&vg, "thin");
     write_at(&thin, THIN_BASE.0, &vec![0x11; THIN_BASE.1]);
     lvmsync::dm::lvm::create_thin_snapshot(&vg.lv("thin"), "thin-snap").expect("thin snapshot");

@@ -131,20 +131,7 @@ fn temp(name: &str) -> String {
 #[test]
 fn thin_full_then_incremental_into_lv() {
     let vg = VolumeGroup::new("lvsync-sthin", 1, 120);
-    vg.lvcreate(&[
-        "--type",
-        "thin-pool",
-        "-L",
-        "48M",
-        "--poolmetadatasize",
-        "4M",
-        "--chunksize",
-        "64k",
-        "-n",
-        "pool",
-        &vg.name,
-    ]);
-    vg.lvcreate(&["-V", "8M", "-T", &vg.lv("pool"), "-n", "thin"]);
+    vg.thin_pool_with_thin("48M", "64k", "8M");
     vg.lvcreate(&["-L", "8M", "-n", "dst", &vg.name]);
     let (thin, dst) = (mapper(&vg, "thin"), mapper(&vg, "dst"));
     fill_junk(&dst);

@@ -109,20 +109,7 @@ fn held_field(tpool: &str) -> String {
 #[test]
 fn thin_diff_equals_ground_truth() {
     let vg = VolumeGroup::new("lvsync-thin", 1, 200);
-    vg.lvcreate(&[
-        "--type",
-        "thin-pool",
-        "-L",
-        "96M",
-        "--poolmetadatasize",
-        "4M",
-        "--chunksize",
-        "64k",
-        "-n",
-        "pool",
-        &vg.name,
-    ]);
-    vg.lvcreate(&["-V", "64M", "-T", &vg.lv("pool"), "-n", "thin"]);
+    vg.thin_pool_with_thin("96M", "64k", "64M");
     let thin = format!("/dev/mapper/{}", lv_dm_name(&vg.name, "thin"));
     write_at(&thin, 0, &vec![0x11; (BASE * BLOCK) as usize]);
     lvmsync::dm::lvm::create_thin_snapshot(&vg.lv("thin"), "snap1").expect("snapshot 1");
