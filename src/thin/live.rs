@@ -19,15 +19,14 @@
 //! Needs root and device-mapper; tested in the guest (`vm-tests`).
 
 use super::diff::{diff_devices, DiffStats};
-use super::source::{past_end, Block, MetadataSource, METADATA_BLOCK_SIZE};
+use super::source::FileSource;
 use super::superblock::Superblock;
 use crate::error::{Error, Result};
 use crate::ChangeSet;
 use devicemapper::{DevId, DmName, DmOptions, DM};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs::File;
+use std::io::Read;
 use std::os::fd::IntoRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, Once};
@@ -74,7 +73,7 @@ pub fn diff_pool_devices_with_stats(
     let held = pool.held_root()?.ok_or_else(|| {
         pool.error("reserve_metadata_snap succeeded but the status shows no held root".into())
     })?;
-    let src = DirectSource::open(tmeta_path)?;
+    let src = FileSource::open_direct(tmeta_path)?;
     let sb = Superblock::read(&src, held)?;
     diff_devices(&src, &sb, old_id, new_id)
 }
@@ -253,60 +252,6 @@ fn install_signal_release() -> Result<()> {
             detail: format!("cannot install the release-on-signal handler: {e}"),
         }),
         None => Ok(()),
-    }
-}
-
-/// A 4 KiB buffer aligned for `O_DIRECT`.
-#[repr(C, align(4096))]
-struct AlignedBlock(Block);
-
-/// A metadata device read with `O_DIRECT`, bypassing the page cache.
-pub struct DirectSource {
-    file: File,
-    name: String,
-    nr_blocks: u64,
-    buf: Mutex<Box<AlignedBlock>>,
-}
-
-impl DirectSource {
-    /// Open `path` (normally `/dev/mapper/<vg>-<pool>_tmeta`) read-only with `O_DIRECT`.
-    pub fn open(path: &Path) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_DIRECT)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        let len = file
-            .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io(path, e))?;
-        Ok(DirectSource {
-            file,
-            name: path.display().to_string(),
-            nr_blocks: len / METADATA_BLOCK_SIZE as u64,
-            buf: Mutex::new(Box::new(AlignedBlock([0; METADATA_BLOCK_SIZE]))),
-        })
-    }
-}
-
-impl MetadataSource for DirectSource {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn nr_blocks(&self) -> u64 {
-        self.nr_blocks
-    }
-
-    fn read_block(&self, n: u64, buf: &mut Block) -> Result<()> {
-        if n >= self.nr_blocks {
-            return Err(past_end(&self.name, n, self.nr_blocks));
-        }
-        let mut aligned = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        self.file
-            .read_exact_at(&mut aligned.0, n * METADATA_BLOCK_SIZE as u64)
-            .map_err(|e| Error::io(&self.name, e))?;
-        buf.copy_from_slice(&aligned.0);
-        Ok(())
     }
 }
 

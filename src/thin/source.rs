@@ -6,10 +6,11 @@
 //! with `O_DIRECT` (in [`super::live`]) all implement it.
 
 use crate::error::{Error, Result};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Mutex;
 
 /// The size of one metadata block; thin-pool metadata always uses 4 KiB blocks (8 sectors).
 pub const METADATA_BLOCK_SIZE: usize = 4096;
@@ -39,18 +40,34 @@ pub(crate) fn past_end(name: &str, n: u64, nr_blocks: u64) -> Error {
     }
 }
 
-/// Thin-pool metadata in a regular file or a block device, read with `pread`.
-#[derive(Debug)]
+/// A 4 KiB buffer aligned for `O_DIRECT`.
+#[repr(C, align(4096))]
+struct AlignedBlock(Block);
+
+/// Thin-pool metadata in a regular file or a block device, read with `pread`, optionally
+/// with `O_DIRECT` (a live pool's `_tmeta` device, bypassing a page cache that may be stale).
 pub struct FileSource {
     file: File,
     name: String,
     nr_blocks: u64,
+    /// The aligned bounce buffer `O_DIRECT` reads go through; `None` for buffered reads.
+    direct: Option<Mutex<Box<AlignedBlock>>>,
+}
+
+impl std::fmt::Debug for FileSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSource")
+            .field("name", &self.name)
+            .field("nr_blocks", &self.nr_blocks)
+            .field("direct", &self.direct.is_some())
+            .finish()
+    }
 }
 
 impl FileSource {
     /// Open `path` read-only; its size (file length or device size) bounds every read.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             return Err(Error::Unusable {
@@ -58,6 +75,25 @@ impl FileSource {
                 reason: "is a directory, not thin-pool metadata".into(),
             });
         }
+        Self::from_file(path, file, None)
+    }
+
+    /// Open `path` (normally `/dev/mapper/<vg>-<pool>_tmeta`) read-only with `O_DIRECT`.
+    pub fn open_direct(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECT)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let bounce = Mutex::new(Box::new(AlignedBlock([0; METADATA_BLOCK_SIZE])));
+        Self::from_file(path, file, Some(bounce))
+    }
+
+    fn from_file(
+        path: &Path,
+        mut file: File,
+        direct: Option<Mutex<Box<AlignedBlock>>>,
+    ) -> Result<Self> {
         // Seeking to the end gives the size of block devices too (metadata().len() is 0 there).
         let len = file
             .seek(SeekFrom::End(0))
@@ -66,6 +102,7 @@ impl FileSource {
             file,
             name: path.display().to_string(),
             nr_blocks: len / METADATA_BLOCK_SIZE as u64,
+            direct,
         })
     }
 }
@@ -83,9 +120,17 @@ impl MetadataSource for FileSource {
         if n >= self.nr_blocks {
             return Err(past_end(&self.name, n, self.nr_blocks));
         }
-        self.file
-            .read_exact_at(buf, n * METADATA_BLOCK_SIZE as u64)
-            .map_err(|e| Error::io(&self.name, e))
+        let at = n * METADATA_BLOCK_SIZE as u64;
+        let io = |e| Error::io(&self.name, e);
+        match &self.direct {
+            None => self.file.read_exact_at(buf, at).map_err(io),
+            Some(bounce) => {
+                let mut aligned = bounce.lock().unwrap_or_else(|p| p.into_inner());
+                self.file.read_exact_at(&mut aligned.0, at).map_err(io)?;
+                buf.copy_from_slice(&aligned.0);
+                Ok(())
+            }
+        }
     }
 }
 
