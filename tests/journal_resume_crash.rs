@@ -16,20 +16,7 @@ fn kill_9_during_resumed_apply_leaves_base_or_target() {
     let full = at(&d, "full.lvd");
     send_delta(None, &v0, &full);
     ok(&apply(&full, &dest, &tpl, &[]));
-    let send = |resume: Option<&str>| {
-        let mut cmd = bin();
-        cmd.args(["send", "--progress", "none", "--block-size", "16384"])
-            .args(["--checkpoint-every", "262144", "--base"])
-            .arg(&v0)
-            .arg(&v1)
-            .args(["--to", "-"]);
-        if let Some(t) = resume {
-            cmd.args(["--resume", t]);
-        }
-        let o = cmd.output().unwrap();
-        ok(&o);
-        o.stdout
-    };
+    let send = |resume: Option<&str>| send_checkpointed(&v0, &v1, resume);
     let stream = send(None);
     let cut = &stream[..stream.len() / 3];
     let reset = || {

@@ -34,18 +34,7 @@ fn setup() -> Setup {
 }
 
 fn send(s: &Setup, resume: Option<&str>) -> Vec<u8> {
-    let mut cmd = bin();
-    cmd.args(["send", "--progress", "none", "--block-size", "16384"])
-        .args(["--checkpoint-every", "262144", "--base"])
-        .arg(&s.v0)
-        .arg(&s.v1)
-        .args(["--to", "-"]);
-    if let Some(t) = resume {
-        cmd.args(["--resume", t]);
-    }
-    let out = cmd.output().unwrap();
-    ok(&out);
-    out.stdout
+    send_checkpointed(&s.v0, &s.v1, resume)
 }
 
 /// Receive a cut stream resumably; returns the token from the error.

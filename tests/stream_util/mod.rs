@@ -238,3 +238,20 @@ pub fn recover(dest: &Path, st: &Path) -> Output {
         .output()
         .unwrap()
 }
+
+/// `lvmsync send --base <v0> <v1> --to -` with 16 KiB blocks and a checkpoint every 256 KiB,
+/// continuing after the checkpoint named by `resume`; returns the stream.
+pub fn send_checkpointed(v0: &Path, v1: &Path, resume: Option<&str>) -> Vec<u8> {
+    let mut cmd = bin();
+    cmd.args(["send", "--progress", "none", "--block-size", "16384"])
+        .args(["--checkpoint-every", "262144", "--base"])
+        .arg(v0)
+        .arg(v1)
+        .args(["--to", "-"]);
+    if let Some(t) = resume {
+        cmd.args(["--resume", t]);
+    }
+    let out = cmd.output().unwrap();
+    ok(&out);
+    out.stdout
+}
