@@ -31,6 +31,12 @@ impl Sectors {
 }
 
 impl Bytes {
+    /// Length of an open file or block device. Seeking to the end is the one way that works
+    /// for both: `metadata().len()` is 0 for a block device. Leaves the file offset at the end.
+    pub fn len_of(mut file: &std::fs::File) -> std::io::Result<Bytes> {
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map(Bytes)
+    }
+
     /// The same length in whole sectors, or `None` if it is not a multiple of 512.
     pub fn to_sectors(self) -> Option<Sectors> {
         (self.0 % SECTOR_SIZE == 0).then_some(Sectors(self.0 / SECTOR_SIZE))

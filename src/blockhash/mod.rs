@@ -23,7 +23,6 @@ use crate::error::{Error, Result};
 use crate::units::Bytes;
 use crate::ChangeSet;
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use walker::{walk, Input};
@@ -59,10 +58,10 @@ pub fn check_block_size(block_size: Bytes) -> Result<()> {
 /// Open a file or block device for sequential reading and find its length.
 fn open_input(path: &Path) -> Result<(Input, u64)> {
     let io = |e| Error::io(path, e);
-    let mut file = File::open(path).map_err(io)?;
+    let file = File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     let len = if meta.file_type().is_block_device() {
-        file.seek(SeekFrom::End(0)).map_err(io)?
+        crate::units::Bytes::len_of(&file).map_err(io)?.0
     } else if meta.is_file() {
         meta.len()
     } else {

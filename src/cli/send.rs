@@ -11,7 +11,7 @@ use lvmsync::transport::{connect, ConnectOptions, Dest, SshOptions, TlsFiles};
 use lvmsync::units::Bytes;
 use lvmsync::{ChangeSet, Error, Extent, ExtentKind};
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `lvmsync send`.
@@ -110,8 +110,8 @@ impl NetArgs {
 
 /// Size of a file or block device.
 pub fn device_size(path: &Path) -> anyhow::Result<u64> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
-    Ok(f.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?)
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok(Bytes::len_of(&f).map_err(|e| Error::io(path, e))?.0)
 }
 
 /// What to send: the changes, where their bytes are read, and the header.

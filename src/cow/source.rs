@@ -7,7 +7,7 @@
 //! bounce buffer); regular files (copies of a store) use ordinary buffered reads.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -55,9 +55,9 @@ impl StoreFile {
         if is_block {
             opts.custom_flags(nix::libc::O_DIRECT);
         }
-        let mut file = opts.open(path)?;
+        let file = opts.open(path)?;
         let len = if is_block {
-            file.seek(SeekFrom::End(0))?
+            crate::units::Bytes::len_of(&file)?.0
         } else {
             // Areas are one chunk in every E + 1: read-ahead would only fetch data chunks.
             let random = nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM;

@@ -2,7 +2,6 @@
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
@@ -57,7 +56,9 @@ impl Destination {
 
     /// Current size in bytes.
     pub fn size(&self) -> Result<u64> {
-        (&self.file).seek(SeekFrom::End(0)).map_err(|e| self.err(e))
+        crate::units::Bytes::len_of(&self.file)
+            .map(|b| b.0)
+            .map_err(|e| self.err(e))
     }
 
     /// Read exactly `buf.len()` bytes at `offset`.

@@ -7,7 +7,6 @@
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
@@ -91,13 +90,12 @@ impl FileSource {
 
     fn from_file(
         path: &Path,
-        mut file: File,
+        file: File,
         direct: Option<Mutex<Box<AlignedBlock>>>,
     ) -> Result<Self> {
-        // Seeking to the end gives the size of block devices too (metadata().len() is 0 there).
-        let len = file
-            .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io(path, e))?;
+        let len = crate::units::Bytes::len_of(&file)
+            .map_err(|e| Error::io(path, e))?
+            .0;
         Ok(FileSource {
             file,
             name: path.display().to_string(),
