@@ -16,6 +16,8 @@
 //! Hashing reads the inputs while they may change; compare snapshots, or quiesced devices, to
 //! get a consistent answer.
 
+pub mod remote;
+pub mod tree;
 mod walker;
 
 use crate::changeset::{ChangeSetBuilder, Extent, ExtentKind};
@@ -88,24 +90,55 @@ pub fn compare_files(old: &Path, new: &Path, block_size: Bytes) -> Result<Change
     let (old_in, old_len) = open_input(old)?;
     let (new_in, new_len) = open_input(new)?;
     let common = old_len.min(new_len);
-    let bs = block_size.0;
-    let mut builder = ChangeSetBuilder::new(block_size);
-    walk(&[old_in, new_in], common, bs, |block, h| {
+    let mut found = BlockExtents::new(block_size, Bytes(common));
+    walk(&[old_in, new_in], common, block_size.0, |block, h| {
         if h[0] != h[1] {
-            let offset = block * bs;
-            builder.push(Extent::new(
-                offset,
-                bs.min(common - offset),
-                ExtentKind::Changed,
-            ));
+            found.push_block(block);
         }
     })?;
-    if new_len > common {
-        builder.push(Extent::new(common, new_len - common, ExtentKind::Added));
-    } else if old_len > common {
-        builder.push(Extent::new(common, old_len - common, ExtentKind::Removed));
+    found.finish(Bytes(old_len), Bytes(new_len))
+}
+
+/// Turns differing block indices into the extents a block-hash compare reports, so every
+/// compare (two local inputs, or a local and a remote hash tree) lists ranges the same way.
+pub struct BlockExtents {
+    builder: ChangeSetBuilder,
+    block_size: u64,
+    common: u64,
+}
+
+impl BlockExtents {
+    /// Collect differing blocks of `block_size` within the first `common` bytes of both inputs.
+    pub fn new(block_size: Bytes, common: Bytes) -> Self {
+        BlockExtents {
+            builder: ChangeSetBuilder::new(block_size),
+            block_size: block_size.0,
+            common: common.0,
+        }
     }
-    builder.build()
+
+    /// Block `block` differs (the last common block may be short).
+    pub fn push_block(&mut self, block: u64) {
+        let offset = block * self.block_size;
+        self.builder.push(Extent::new(
+            offset,
+            self.block_size.min(self.common - offset),
+            ExtentKind::Changed,
+        ));
+    }
+
+    /// The change set, with the longer input's tail as `added` (new is longer) or `removed`.
+    pub fn finish(mut self, old_len: Bytes, new_len: Bytes) -> Result<ChangeSet> {
+        let common = self.common;
+        if new_len.0 > common {
+            self.builder
+                .push(Extent::new(common, new_len.0 - common, ExtentKind::Added));
+        } else if old_len.0 > common {
+            self.builder
+                .push(Extent::new(common, old_len.0 - common, ExtentKind::Removed));
+        }
+        self.builder.build()
+    }
 }
 
 /// Hash the file or device at `path` block by block, calling `visit(block_index, hash)` in

@@ -4,7 +4,7 @@ use clap::Args;
 use lvmsync::journal::resume::resume_point;
 use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport, DestPaths};
 use lvmsync::stream::progress::{Progress, ProgressMode};
-use lvmsync::transport::{Allow, ListenUrl, Listener, ServerOptions, TlsFiles};
+use lvmsync::transport::{Allow, ListenUrl, Listener, Purpose, ServerOptions, TlsFiles};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -185,18 +185,24 @@ fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
             }
         };
         let name = format!("client {} ({})", session.peer, session.name);
-        let input = std::io::BufReader::with_capacity(1 << 20, session.data);
-        let result = apply_with_options(
-            input,
-            &name,
-            &session.device,
-            &apply_opts,
-            args.apply.progress,
-        );
-        let verdict = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
-        if let Err(e) = session.acks.finish(verdict) {
-            eprintln!("lvmsync: {name}: {e}");
-        }
+        // `lvmsync verify` against this receiver: hash queries, maybe a journaled repair.
+        let result = if session.purpose == Purpose::HashQueries {
+            super::verify::answer(session, &apply_opts, args.apply.progress)
+        } else {
+            let input = std::io::BufReader::with_capacity(1 << 20, session.data);
+            let result = apply_with_options(
+                input,
+                &name,
+                &session.device,
+                &apply_opts,
+                args.apply.progress,
+            );
+            let verdict = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
+            if let Err(e) = session.acks.finish(verdict) {
+                eprintln!("lvmsync: {name}: {e}");
+            }
+            result
+        };
         match result {
             Err(e) if args.once => return Err(e),
             Err(e) => eprintln!("lvmsync: {name}: error: {e:#}"),

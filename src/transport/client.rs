@@ -1,16 +1,17 @@
 //! The sender's entry points: [`connect`] any destination, or [`connect_lanes`] for a QUIC
 //! connection with extra parallel streams.
 
+use super::channel::{Channel, FramedChannel};
 use super::conn::{Conn, FileConn, NetConn};
-use super::duplex::{self, WriteHalf};
-use super::frame::{Control, DataWriter};
+use super::duplex::{self, Duplex, WriteHalf};
+use super::frame::{read_control, Control, DataReader, DataWriter};
 use super::quic::{QuicClient, MAX_LANES};
 use super::ssh::{self, SshConn, SshOptions};
 use super::tls;
 use super::tlsconf::{self, TlsFiles};
 use super::url::{Dest, NetDest, Scheme};
 use crate::{Error, Result};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -75,29 +76,101 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Box<dyn Conn>> {
             path,
         } => {
             let cmd = ssh::command(user.as_deref(), host, *port, path, &opts.ssh);
-            let who = user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
-            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-            Box::new(SshConn::spawn(
-                format!("ssh://{who}{host}{port}{path}"),
-                cmd,
-            )?)
+            let endpoint = ssh::endpoint(user.as_deref(), host, *port, path);
+            Box::new(SshConn::spawn(endpoint, cmd)?)
         }
         Dest::Net(nd) if nd.scheme == Scheme::Quic => Box::new(connect_lanes(nd, opts, 0)?.0),
-        Dest::Net(nd) => {
-            let addrs = resolve(nd)?;
-            let sock = tcp_connect(nd, &addrs)?;
-            let duplex = if nd.scheme == Scheme::Tls {
-                let config = tlsconf::client_config(&opts.tls)?;
-                let name = tlsconf::server_name(&nd.host)?;
-                let conn = rustls::ClientConnection::new(config, name)
-                    .map_err(|e| net_err(nd, tlsconf::explain(&e)))?;
-                tls::handshake(conn.into(), sock).map_err(|e| net_err(nd, e.to_string()))?
-            } else {
-                duplex::tcp(sock).map_err(|e| net_err(nd, e.to_string()))?
-            };
-            Box::new(NetConn::start(nd.to_string(), duplex, &nd.name, 0, None)?)
-        }
+        Dest::Net(nd) => Box::new(NetConn::start(
+            nd.to_string(),
+            tcp_duplex(nd, opts)?,
+            &nd.name,
+            0,
+            None,
+        )?),
     })
+}
+
+/// Connect and handshake a tls:// or tcp:// destination.
+fn tcp_duplex(nd: &NetDest, opts: &ConnectOptions) -> Result<Duplex> {
+    let addrs = resolve(nd)?;
+    let sock = tcp_connect(nd, &addrs)?;
+    if nd.scheme == Scheme::Tls {
+        let config = tlsconf::client_config(&opts.tls)?;
+        let name = tlsconf::server_name(&nd.host)?;
+        let conn = rustls::ClientConnection::new(config, name)
+            .map_err(|e| net_err(nd, tlsconf::explain(&e)))?;
+        tls::handshake(conn.into(), sock).map_err(|e| net_err(nd, e.to_string()))
+    } else {
+        duplex::tcp(sock).map_err(|e| net_err(nd, e.to_string()))
+    }
+}
+
+/// Open a two-way channel to a remote destination for `lvmsync verify`'s hash queries:
+/// ssh:// runs `lvmsync verify --serve-hashes <path>` there; tls://, quic:// and tcp://
+/// open a session with a `Query` hello (refusals as for `connect`). Local destinations
+/// (`-`, files) have no channel.
+pub fn open_channel(dest: &Dest, opts: &ConnectOptions) -> Result<Box<dyn Channel>> {
+    match dest {
+        Dest::Stdout | Dest::File(_) => Err(Error::InvalidArgument(
+            "a hash-query channel needs an ssh://, tls://, quic:// or tcp:// destination".into(),
+        )),
+        Dest::Ssh {
+            user,
+            host,
+            port,
+            path,
+        } => {
+            let words = ["verify", "--serve-hashes"];
+            let cmd = ssh::command_running(&words, user.as_deref(), host, *port, path, &opts.ssh);
+            Ok(Box::new(SshConn::spawn_duplex(
+                ssh::endpoint(user.as_deref(), host, *port, path),
+                cmd,
+            )?))
+        }
+        Dest::Net(nd) => {
+            let (duplex, keep): (Duplex, Option<Box<dyn Send>>) = if nd.scheme == Scheme::Quic {
+                let addrs = resolve(nd)?;
+                let config = tlsconf::client_config(&opts.tls)?;
+                let q = QuicClient::connect(&nd.to_string(), &addrs, &nd.host, config)?;
+                (q.duplex, Some(Box::new(q.keep)))
+            } else {
+                (tcp_duplex(nd, opts)?, None)
+            };
+            query_hello(nd, duplex, keep)
+        }
+    }
+}
+
+/// Send the `Query` hello and wait for Accept; then both directions are Data frames.
+fn query_hello(
+    nd: &NetDest,
+    mut d: Duplex,
+    keep: Option<Box<dyn Send>>,
+) -> Result<Box<dyn Channel>> {
+    let hello = Control::Query {
+        name: nd.name.clone(),
+    };
+    let lost = |e: io::Error| net_err(nd, format!("no answer to our hello: {e}"));
+    d.write.write_all(&hello.encode()).map_err(lost)?;
+    d.write.flush().map_err(lost)?;
+    match read_control(&mut d.read) {
+        Ok(Control::Accept(_)) => {}
+        Ok(Control::Refuse(why)) => return Err(net_err(nd, format!("refused: {why}"))),
+        Ok(other) => {
+            return Err(net_err(
+                nd,
+                format!("unexpected {other:?} instead of an accept"),
+            ))
+        }
+        Err(e) => return Err(lost(e)),
+    }
+    let read: Box<dyn Read + Send> = Box::new(DataReader::new(d.read));
+    Ok(Box::new(FramedChannel::new(
+        nd.to_string(),
+        read,
+        d.write,
+        keep,
+    )))
 }
 
 /// One extra parallel QUIC stream: write records into it, then [`Lane::finish`].

@@ -25,6 +25,7 @@ const K_END: u8 = b'E';
 const K_CHECKPOINT: u8 = b'C';
 const K_STATUS: u8 = b'S';
 const K_LANE: u8 = b'L';
+const K_QUERY: u8 = b'Q';
 /// First byte of a TLS handshake record: never a frame kind, so a TLS client is recognised.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -52,6 +53,12 @@ pub enum Control {
     Status(Result<(), String>),
     /// First frame of an extra QUIC lane: its index (0-based).
     Lane(u16),
+    /// Sender → receiver, first frame instead of `Hello`: `lvmsync verify` asks about the
+    /// named destination; both directions then carry the hash-query protocol in Data frames.
+    Query {
+        /// The name the server maps to a device (`--allow name=device`).
+        name: String,
+    },
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {
@@ -62,13 +69,8 @@ impl Control {
     /// The frame's bytes: header and payload.
     pub fn encode(&self) -> Vec<u8> {
         let (kind, payload): (u8, Vec<u8>) = match self {
-            Control::Hello { name, lanes } => {
-                let mut p = MAGIC.to_vec();
-                p.push(VERSION);
-                p.extend_from_slice(&lanes.to_be_bytes());
-                p.extend_from_slice(name.as_bytes());
-                (K_HELLO, p)
-            }
+            Control::Hello { name, lanes } => (K_HELLO, hello_payload(name, *lanes)),
+            Control::Query { name } => (K_QUERY, hello_payload(name, 0)),
             Control::Accept(resume) => (K_ACCEPT, resume.clone()),
             Control::Refuse(why) => (K_REFUSE, why.as_bytes().to_vec()),
             Control::End => (K_END, Vec::new()),
@@ -103,7 +105,7 @@ impl Control {
             }
         };
         Ok(match kind {
-            K_HELLO => {
+            K_HELLO | K_QUERY => {
                 if p.len() < 7 || &p[..4] != MAGIC {
                     return Err(invalid("not an lvmsync transport hello"));
                 }
@@ -115,9 +117,11 @@ impl Control {
                 }
                 let name = std::str::from_utf8(&p[7..])
                     .map_err(|_| invalid("destination name is not UTF-8"))?;
-                Control::Hello {
-                    name: name.to_string(),
-                    lanes: u16::from_be_bytes([p[5], p[6]]),
+                let (name, lanes) = (name.to_string(), u16::from_be_bytes([p[5], p[6]]));
+                if kind == K_QUERY {
+                    Control::Query { name }
+                } else {
+                    Control::Hello { name, lanes }
                 }
             }
             K_ACCEPT => Control::Accept(p.to_vec()),
@@ -136,6 +140,15 @@ impl Control {
             other => return Err(invalid(format!("unknown frame kind 0x{other:02x}"))),
         })
     }
+}
+
+/// Hello and Query payload: magic, version, lanes, name.
+fn hello_payload(name: &str, lanes: u16) -> Vec<u8> {
+    let mut p = MAGIC.to_vec();
+    p.push(VERSION);
+    p.extend_from_slice(&lanes.to_be_bytes());
+    p.extend_from_slice(name.as_bytes());
+    p
 }
 
 /// A frame as read off the wire: data payloads are left in the reader for the caller.
@@ -241,8 +254,7 @@ impl<W: Write> Write for DataWriter<W> {
             let n = data.len().min(MAX_DATA);
             let mut header = [K_DATA, 0, 0, 0, 0];
             header[1..].copy_from_slice(&(n as u32).to_be_bytes());
-            self.inner.write_all(&header)?;
-            self.inner.write_all(&data[..n])?;
+            write_all_vectored(&mut self.inner, &header, &data[..n])?;
             return Ok(n);
         }
         let room = HEADER + MAX_DATA - self.buf.len();
@@ -258,6 +270,22 @@ impl<W: Write> Write for DataWriter<W> {
         self.emit()?;
         self.inner.flush()
     }
+}
+
+/// Write `head` then `body` with vectored writes: one TLS record run and one system call
+/// for a frame where the writer supports it (TLS, TCP), two plain writes elsewhere.
+fn write_all_vectored(w: &mut impl Write, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut bufs = [io::IoSlice::new(head), io::IoSlice::new(body)];
+    let mut bufs = &mut bufs[..];
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// `Read` adaptor that yields the payloads of `Data` frames and EOF at `End`.

@@ -11,6 +11,7 @@
 //! split TLS streams, QUIC, ssh, the sender ([`conn`], [`client`]) and the receiver
 //! ([`server`]). The wire protocol is specified in docs/transport.md.
 
+pub mod channel;
 pub mod client;
 pub mod conn;
 pub mod duplex;
@@ -23,9 +24,10 @@ mod tls;
 pub mod tlsconf;
 pub mod url;
 
-pub use client::{connect, connect_lanes, ConnectOptions, Lane};
+pub use channel::Channel;
+pub use client::{connect, connect_lanes, open_channel, ConnectOptions, Lane};
 pub use conn::{Conn, NetConn, Outcome};
-pub use server::{Acker, Allow, Listener, ServerOptions, Session};
+pub use server::{Acker, Allow, Listener, Purpose, ServerOptions, Session};
 pub use ssh::SshOptions;
 pub use tlsconf::TlsFiles;
 pub use url::{Dest, ListenUrl, NetDest, Scheme};

@@ -3,8 +3,11 @@
 //! [`Listener::accept`] completes the TLS handshake (a client without a certificate, with an
 //! untrusted one, or speaking plaintext to a TLS port fails here), reads the hello, maps the
 //! requested name to a device through the `--allow` list, and only then hands a [`Session`] to
-//! the receiver. Nothing from a refused client ever reaches it.
+//! the receiver. Nothing from a refused client ever reaches it. A client may also open a
+//! session with a `Query` hello (`lvmsync verify`): the same checks apply, and the session is
+//! then a two-way hash-query channel ([`Session::into_channel`]) instead of a stream.
 
+use super::channel::FramedChannel;
 use super::duplex::{self, Duplex, WriteHalf};
 use super::frame::{read_control, Control, DataReader, MAX_CONTROL};
 use super::quic::{QuicKeep, QuicServer, MAX_LANES};
@@ -85,10 +88,22 @@ pub struct Listener {
     resume: Option<ResumeLookup>,
 }
 
+/// What an accepted client came for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A byte stream (a delta) to apply (`Hello`).
+    Stream,
+    /// `lvmsync verify`'s hash queries and maybe a repair (`Query`): see
+    /// [`Session::into_channel`].
+    HashQueries,
+}
+
 /// An accepted, authenticated client and the device its name maps to.
 pub struct Session {
     /// The name the client asked for.
     pub name: String,
+    /// Stream or hash queries.
+    pub purpose: Purpose,
     /// The device or file from the matching `--allow`.
     pub device: PathBuf,
     /// The client's address.
@@ -232,8 +247,9 @@ impl Listener {
     /// Read the hello, check the name and lanes, and answer Accept or Refuse.
     fn hello(&self, mut d: Duplex) -> Result<(Hello, Duplex)> {
         let peer = d.peer.clone();
-        let (name, lanes) = match read_control(&mut d.read) {
-            Ok(Control::Hello { name, lanes }) => (name, lanes),
+        let (name, lanes, purpose) = match read_control(&mut d.read) {
+            Ok(Control::Hello { name, lanes }) => (name, lanes, Purpose::Stream),
+            Ok(Control::Query { name }) => (name, 0, Purpose::HashQueries),
             Ok(other) => {
                 return Err(client_err(
                     &peer,
@@ -277,6 +293,7 @@ impl Listener {
             name,
             device: allow.device.clone(),
             lanes,
+            purpose,
         };
         Ok((hello, d))
     }
@@ -286,6 +303,7 @@ struct Hello {
     name: String,
     device: PathBuf,
     lanes: u16,
+    purpose: Purpose,
 }
 
 fn session(
@@ -303,6 +321,7 @@ fn session(
     };
     Ok(Session {
         name: h.name,
+        purpose: h.purpose,
         device: h.device,
         peer: d.peer.clone(),
         data,
@@ -316,6 +335,15 @@ fn session(
             _keep: keep,
         },
     })
+}
+
+impl Session {
+    /// A hash-query session as a two-way channel: the client's Data frames in, ours out
+    /// (answer with `lvmsync::blockhash::remote::serve`).
+    pub fn into_channel(self) -> FramedChannel {
+        let endpoint = format!("client {} ({})", self.peer, self.name);
+        FramedChannel::new(endpoint, self.data, self.acks.write, self.acks._keep)
+    }
 }
 
 fn client_err(peer: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {

@@ -1,13 +1,15 @@
 //! `ssh://[user@]host[:port]/<path>`: the system `ssh` runs `lvmsync receive <path>` on the far
-//! side and its stdin is the byte pipe, as the Ruby lvmsync did. Authentication, host keys and
+//! side and its stdin is the byte pipe, as the Ruby lvmsync did. For `lvmsync verify` it runs
+//! `lvmsync verify --serve-hashes <path>` instead and talks over its stdin and stdout. Authentication, host keys and
 //! agent forwarding stay ssh's business; the remote command's exit status is the verdict and
 //! its stderr is shown (and quoted in the error when it fails).
 
+use super::channel::Channel;
 use super::conn::{Conn, Outcome};
 use crate::{Error, Result};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -59,6 +61,26 @@ pub fn command(
     path: &str,
     opts: &SshOptions,
 ) -> Command {
+    command_running(&["receive"], user, host, port, path, opts)
+}
+
+/// The destination as a URL again, for messages.
+pub fn endpoint(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> String {
+    let who = user.map(|u| format!("{u}@")).unwrap_or_default();
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    format!("ssh://{who}{host}{port}{path}")
+}
+
+/// The ssh command line running `<remote lvmsync> [remote args] <words> <path>` there (the
+/// remote args go first so they also fit subcommands whose last flag takes the path).
+pub fn command_running(
+    words: &[&str],
+    user: Option<&str>,
+    host: &str,
+    port: Option<u16>,
+    path: &str,
+    opts: &SshOptions,
+) -> Command {
     let mut cmd = Command::new(&opts.program);
     cmd.arg("-o").arg("BatchMode=yes");
     if let Some(p) = port {
@@ -71,8 +93,9 @@ pub fn command(
         cmd.arg("-l").arg(u);
     }
     cmd.args(&opts.extra_args);
-    let mut remote = vec![shell_quote(&opts.remote_lvmsync), "receive".to_string()];
+    let mut remote = vec![shell_quote(&opts.remote_lvmsync), words[0].to_string()];
     remote.extend(opts.remote_args.iter().map(|a| shell_quote(a)));
+    remote.extend(words[1..].iter().map(|w| shell_quote(w)));
     remote.push(shell_quote(path));
     cmd.arg("--").arg(host).arg(remote.join(" "));
     cmd
@@ -81,20 +104,31 @@ pub fn command(
 /// Keep the last this-many bytes of the remote's stderr for the error message.
 const STDERR_TAIL: usize = 4096;
 
-/// A running `ssh ... lvmsync receive <path>`.
+/// A running `ssh ... lvmsync receive <path>` (or `verify --serve-hashes <path>`, whose
+/// stdout is then read back).
 pub struct SshConn {
     endpoint: String,
     child: Child,
     stdin: Option<io::BufWriter<ChildStdin>>,
+    stdout: Option<ChildStdout>,
     stderr: Option<JoinHandle<()>>,
     tail: Arc<Mutex<Vec<u8>>>,
 }
 
 impl SshConn {
     /// Start ssh; `endpoint` names the destination in messages.
-    pub fn spawn(endpoint: String, mut cmd: Command) -> Result<Self> {
+    pub fn spawn(endpoint: String, cmd: Command) -> Result<Self> {
+        Self::start(endpoint, cmd, Stdio::null())
+    }
+
+    /// Start ssh with its stdout readable too (the far side answers on it).
+    pub fn spawn_duplex(endpoint: String, cmd: Command) -> Result<Self> {
+        Self::start(endpoint, cmd, Stdio::piped())
+    }
+
+    fn start(endpoint: String, mut cmd: Command, stdout: Stdio) -> Result<Self> {
         cmd.stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| Error::Transport {
             endpoint: endpoint.clone(),
@@ -124,6 +158,7 @@ impl SshConn {
         });
         Ok(SshConn {
             endpoint,
+            stdout: child.stdout.take(),
             child,
             stdin,
             stderr,
@@ -152,7 +187,7 @@ impl SshConn {
         let said = String::from_utf8_lossy(&tail).trim().to_string();
         let who = match status.code() {
             Some(255) => "ssh itself failed (exit 255: check host, port, user and key)".to_string(),
-            Some(c) => format!("the remote lvmsync receive exited with status {c}"),
+            Some(c) => format!("the remote lvmsync exited with status {c}"),
             None => format!("ssh was killed ({status})"),
         };
         let detail = if said.is_empty() {
@@ -220,5 +255,32 @@ impl Drop for SshConn {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+impl Read for SshConn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.stdout.as_mut() {
+            Some(r) => r.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Channel for SshConn {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn end_writes(&mut self) -> io::Result<()> {
+        match self.stdin.take() {
+            Some(mut w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn close(mut self: Box<Self>) -> Result<()> {
+        drop(self.stdout.take());
+        self.wait()
     }
 }

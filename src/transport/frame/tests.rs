@@ -17,6 +17,9 @@ fn all_controls() -> Vec<Control> {
         Control::Status(Ok(())),
         Control::Status(Err("disk full".into())),
         Control::Lane(2),
+        Control::Query {
+            name: "vm-1".into(),
+        },
     ]
 }
 
