@@ -7,10 +7,10 @@
 
 use crate::error::{Error, Result};
 use crate::units::Bytes;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What happened to an extent between the older and the newer state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExtentKind {
     /// Present in both states with different data: send the new data.
@@ -39,7 +39,7 @@ impl std::fmt::Display for ExtentKind {
 }
 
 /// A byte range of the device and what happened to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Extent {
     /// Byte offset from the start of the device.
     pub offset: Bytes,
@@ -184,6 +184,24 @@ impl Serialize for ChangeSet {
         st.serialize_field("changed_bytes", &self.changed_bytes())?;
         st.serialize_field("extents_count", &self.extents.len())?;
         st.end()
+    }
+}
+
+/// The part of the listing that defines a change set; the summary fields are derived.
+#[derive(Deserialize)]
+struct Listing {
+    block_size: Bytes,
+    extents: Vec<Extent>,
+}
+
+impl<'de> Deserialize<'de> for ChangeSet {
+    /// Read back the JSON listing `lvmsync diff --json` prints (summary fields ignored), with
+    /// the same validation as [`ChangeSet::from_extents`], so a saved listing can be consumed
+    /// without a parser of its own.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let listing = Listing::deserialize(d)?;
+        ChangeSet::from_extents(listing.block_size, listing.extents)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -341,5 +359,11 @@ mod tests {
                 "extents_count": 1
             })
         );
+        let back: ChangeSet = serde_json::from_value(v).unwrap();
+        assert_eq!(back, cs);
+        let overlapping = serde_json::json!({"block_size": 512, "extents": [
+            {"offset": 0, "length": 1024, "kind": "changed"},
+            {"offset": 512, "length": 512, "kind": "added"}]});
+        assert!(serde_json::from_value::<ChangeSet>(overlapping).is_err());
     }
 }

@@ -207,7 +207,7 @@ pub fn lvmsync_diff(meta: &Path, a: Option<u64>, b: u64) -> ChangeSet {
         "lvmsync diff failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    changeset_from_json(&out.stdout)
+    serde_json::from_slice(&out.stdout).expect("diff --json prints a change set")
 }
 
 /// A private copy of the `lvmsync` binary under test: the shared target directory's copy can
@@ -224,25 +224,6 @@ pub fn lvmsync_bin() -> &'static Path {
         std::fs::rename(&tmp, &bin).unwrap();
         bin
     })
-}
-
-/// Parse `lvmsync diff --json` output back into a [`ChangeSet`].
-pub fn changeset_from_json(bytes: &[u8]) -> ChangeSet {
-    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-    let kind = |k: &str| match k {
-        "changed" => ExtentKind::Changed,
-        "added" => ExtentKind::Added,
-        "removed" => ExtentKind::Removed,
-        other => panic!("unknown kind {other}"),
-    };
-    let extents = v["extents"].as_array().unwrap().iter().map(|e| {
-        Extent::new(
-            e["offset"].as_u64().unwrap(),
-            e["length"].as_u64().unwrap(),
-            kind(e["kind"].as_str().unwrap()),
-        )
-    });
-    ChangeSet::from_extents(Bytes(v["block_size"].as_u64().unwrap()), extents).unwrap()
 }
 
 /// The diff of two mapping lists computed directly (for trees no external tool can read).
