@@ -158,6 +158,7 @@ fn device_len(device: &Path) -> Result<u64> {
 pub struct HashClient<C: Read + Write> {
     ch: C,
     endpoint: String,
+    asked: u64,
 }
 
 impl<C: Read + Write> HashClient<C> {
@@ -166,7 +167,13 @@ impl<C: Read + Write> HashClient<C> {
         HashClient {
             ch,
             endpoint: endpoint.to_string(),
+            asked: 0,
         }
+    }
+
+    /// How many tree nodes were asked for so far (the traffic is 40 bytes a node).
+    pub fn nodes_asked(&self) -> u64 {
+        self.asked
     }
 
     fn lost(&self, e: io::Error) -> Error {
@@ -270,6 +277,7 @@ impl<C: Read + Write> TreePeer for HashClient<C> {
             p.extend_from_slice(&i.to_be_bytes());
         }
         self.request(NODES, &p)?;
+        self.asked += indices.len() as u64;
         let r = self.reply(NODES_REPLY)?;
         if r.len() != indices.len() * 32 {
             return Err(self.lost(io::Error::new(

@@ -3,6 +3,7 @@
 mod apply;
 mod diff;
 mod exit;
+mod log;
 mod planned;
 mod probe;
 mod receive;
@@ -23,6 +24,10 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "lvmsync", version, after_help = exit::EXIT_CODES_HELP)]
 struct Cli {
+    /// Log lines on stderr: `text` for people, `json` (one object a line: timestamp, level,
+    /// fields) for machines. LVMSYNC_LOG=debug shows more.
+    #[arg(long, global = true, value_enum, default_value_t = log::LogFormat::Text)]
+    log_format: log::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,7 +60,17 @@ enum Command {
 
 /// Parse arguments, run the subcommand, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // With --log-format=json even a usage error is a JSON line.
+        Err(e) if e.use_stderr() && log::json_requested(std::env::args()) => {
+            log::init(log::LogFormat::Json);
+            tracing::error!("{}", e.render().to_string().trim_end());
+            return Exit::Usage.into();
+        }
+        Err(e) => e.exit(),
+    };
+    log::init(cli.log_format);
     let result = match &cli.command {
         Command::Probe(a) => probe::run(a),
         Command::Diff(a) => diff::run(a),
@@ -72,7 +87,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => Exit::Ok.into(),
         Err(err) => {
-            eprintln!("lvmsync: error: {err:#}");
+            tracing::error!("{err:#}");
             exit::classify(&err).into()
         }
     }

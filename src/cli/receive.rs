@@ -109,6 +109,7 @@ fn apply_with_options(
     opts: &ApplyOptions,
     mode: ProgressMode,
 ) -> anyhow::Result<()> {
+    tracing::info!(dest = %dest.display(), from = name, "{}: applying the stream from {name}", dest.display());
     let mut progress = Progress::new(mode, "apply");
     let report = apply_stream(input, name, dest, opts, &mut |d, t| progress.update(d, t))?;
     progress.finish();
@@ -117,13 +118,20 @@ fn apply_with_options(
 }
 
 fn print_report(r: &ApplyReport, dest: &std::path::Path) {
+    let d = dest.display();
     if r.recovery != lvmsync::journal::Recovery::Nothing {
-        eprintln!("lvmsync: {}: {}", dest.display(), r.recovery);
+        tracing::info!(dest = %d, recovery = %r.recovery, "{d}: {}", r.recovery);
     }
     let verb = if r.dry_run { "would write" } else { "wrote" };
-    eprintln!(
-        "lvmsync: {}: {verb} {} data bytes in {} records and zeroed {} bytes; state {} -> {}",
-        dest.display(),
+    tracing::info!(
+        dest = %d,
+        data_bytes = r.data_bytes,
+        records = r.data_records,
+        zeroed_bytes = r.zeroed_bytes,
+        base = %r.header.base,
+        target = %r.header.target,
+        dry_run = r.dry_run,
+        "{d}: {verb} {} data bytes in {} records and zeroed {} bytes; state {} -> {}",
         r.data_bytes,
         r.data_records,
         r.zeroed_bytes,
@@ -174,13 +182,13 @@ fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
     let mut apply_opts = args.apply.options();
     apply_opts.resumable = true;
     apply_opts.resume_if_continuation = true;
-    eprintln!("lvmsync: listening on {}", listener.local_addr());
+    tracing::info!(listen = %listener.local_addr(), "listening on {}", listener.local_addr());
     loop {
         let session = match listener.accept() {
             Ok(s) => s,
             Err(e) if args.once => return Err(e.into()),
             Err(e) => {
-                eprintln!("lvmsync: refused a client: {e}");
+                tracing::warn!("refused a client: {e}");
                 continue;
             }
         };
@@ -199,13 +207,13 @@ fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
             );
             let verdict = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
             if let Err(e) = session.acks.finish(verdict) {
-                eprintln!("lvmsync: {name}: {e}");
+                tracing::warn!("{name}: {e}");
             }
             result
         };
         match result {
             Err(e) if args.once => return Err(e),
-            Err(e) => eprintln!("lvmsync: {name}: error: {e:#}"),
+            Err(e) => tracing::error!("{name}: {e:#}"),
             Ok(()) if args.once => return Ok(()),
             Ok(()) => {}
         }

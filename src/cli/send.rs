@@ -11,7 +11,6 @@ use lvmsync::transport::{connect, ConnectOptions, Dest, SshOptions, TlsFiles};
 use lvmsync::units::Bytes;
 use lvmsync::{ChangeSet, Error, Extent, ExtentKind};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `lvmsync send`.
@@ -296,6 +295,17 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
         ..EncodeOptions::default()
     };
     let dest: Dest = args.to.parse()?;
+    tracing::info!(
+        source = %src.display(),
+        dest = args.to,
+        extents = changes.len(),
+        bytes = changes.changed_bytes().0,
+        "sending {} extents ({} bytes) of {} to {}",
+        changes.len(),
+        changes.changed_bytes(),
+        src.display(),
+        args.to
+    );
     let conn = connect(&dest, &args.net.options())?;
     opts.resume = match args.resume.as_deref() {
         None => None,
@@ -322,19 +332,25 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
         }
     };
     progress.finish();
-    let mut err = std::io::stderr().lock();
-    writeln!(
-        err,
-        "lvmsync: sent {} data bytes ({} compressed), {} zero, {} discard in {} records, \
-         {} stream bytes; root {}",
+    let root = Fingerprint(summary.totals.root).to_hex();
+    tracing::info!(
+        dest = args.to,
+        data_bytes = summary.data_bytes,
+        compressed_plain_bytes = summary.compressed_plain_bytes,
+        zero_bytes = summary.zero_bytes,
+        discard_bytes = summary.discard_bytes,
+        records = summary.totals.records,
+        stream_bytes = summary.totals.stream_bytes,
+        root,
+        "sent {} data bytes ({} compressed), {} zero, {} discard in {} records, \
+         {} stream bytes; root {root}",
         summary.data_bytes,
         summary.compressed_plain_bytes,
         summary.zero_bytes,
         summary.discard_bytes,
         summary.totals.records,
         summary.totals.stream_bytes,
-        Fingerprint(summary.totals.root).to_hex()
-    )?;
+    );
     Ok(())
 }
 

@@ -134,10 +134,14 @@ fn verify_local(args: &VerifyArgs, source: &Path, dest: &Path) -> anyhow::Result
     });
     let _ = std::fs::remove_file(&spool);
     let r = result?;
-    eprintln!(
-        "lvmsync: {}: repaired {} bytes in {} ranges; now {}",
+    let bytes = r.data_bytes + r.zeroed_bytes;
+    tracing::info!(
+        dest = %dest.display(),
+        bytes,
+        ranges = diff.len(),
+        target = %r.header.target,
+        "{}: repaired {bytes} bytes in {} ranges; now {}",
         dest.display(),
-        r.data_bytes + r.zeroed_bytes,
         diff.len(),
         r.header.target
     );
@@ -196,6 +200,14 @@ fn exchange(
     } else {
         differing_blocks(&local, &mut client)?
     };
+    tracing::debug!(
+        dest = endpoint,
+        blocks,
+        differing = differing.len(),
+        hashes_asked = client.nodes_asked(),
+        "{endpoint}: compared {blocks} blocks by hash tree; asked for {} hashes",
+        client.nodes_asked()
+    );
     let mut found = BlockExtents::new(bs, common);
     for b in differing {
         found.push_block(b);
@@ -227,8 +239,12 @@ fn exchange(
         detail: format!("ending the repair stream: {e}"),
     })?;
     client.repaired()?;
-    eprintln!(
-        "lvmsync: {endpoint}: repaired {} bytes in {} ranges; now {}",
+    tracing::info!(
+        dest = endpoint,
+        bytes = diff.changed_bytes().0,
+        ranges = diff.len(),
+        target = %header.target,
+        "{endpoint}: repaired {} bytes in {} ranges; now {}",
         diff.changed_bytes(),
         diff.len(),
         header.target
@@ -333,11 +349,17 @@ fn answer_on(
             .map_err(|e| e.to_string())
     };
     match serve(ch, peer, device, &mut repair)? {
-        Served::Quit => eprintln!(
-            "lvmsync: {}: answered hash queries from {peer}",
+        Served::Quit => tracing::info!(
+            dest = %device.display(),
+            peer,
+            "{}: answered hash queries from {peer}",
             device.display()
         ),
-        Served::Repaired(summary) => eprintln!("lvmsync: {summary} (from {peer})"),
+        Served::Repaired(summary) => tracing::info!(
+            dest = %device.display(),
+            peer,
+            "{summary} (from {peer})"
+        ),
     }
     Ok(())
 }

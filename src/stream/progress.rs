@@ -34,6 +34,19 @@ impl std::str::FromStr for ProgressMode {
     }
 }
 
+/// The bar on screen, if any, so log lines can be printed above it ([`suspend`]).
+static SHOWN: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Run `f`, which writes whole lines to stderr, with the progress bar (if one is drawn)
+/// cleared first and redrawn after, so log lines and the bar never cut into each other.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    let shown = SHOWN.lock().ok().and_then(|b| b.clone());
+    match shown {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
+
 /// A live progress display for one operation.
 pub struct Progress {
     op: &'static str,
@@ -61,6 +74,9 @@ impl Progress {
                 .progress_chars("=> "),
             );
             b.set_message(op);
+            if let Ok(mut shown) = SHOWN.lock() {
+                *shown = Some(b.clone());
+            }
             b
         });
         Progress {
@@ -110,6 +126,13 @@ impl Progress {
     pub fn finish(&mut self) {
         if let Some(b) = &self.bar {
             b.finish();
+            if let Ok(mut shown) = SHOWN.lock() {
+                *shown = None;
+            }
+            // The finished bar stays on screen; later lines start below it.
+            if !b.is_hidden() {
+                let _ = writeln!(std::io::stderr());
+            }
         }
         if self.json {
             self.emit_json();

@@ -101,6 +101,18 @@ pub fn command_running(
     cmd
 }
 
+/// The `tracing` target of the lines relayed from ssh's stderr (the remote lvmsync's messages
+/// and ssh's own), one event per line with the destination as the `endpoint` field; a text
+/// log format prints them as they came.
+pub const REMOTE_STDERR_TARGET: &str = "lvmsync::remote";
+
+/// Relay one line of the remote's stderr.
+fn relay(endpoint: &str, line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches(['\n', '\r']);
+    tracing::info!(target: REMOTE_STDERR_TARGET, endpoint, "{line}");
+}
+
 /// Keep the last this-many bytes of the remote's stderr for the error message.
 const STDERR_TAIL: usize = 4096;
 
@@ -144,15 +156,26 @@ impl SshConn {
         let tail = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().map(|mut err| {
             let tail = tail.clone();
+            let endpoint = endpoint.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
+                let mut line = Vec::new();
                 while let Ok(n @ 1..) = err.read(&mut buf) {
-                    let _ = io::stderr().write_all(&buf[..n]);
+                    for piece in buf[..n].split_inclusive(|&b| b == b'\n') {
+                        line.extend_from_slice(piece);
+                        if line.ends_with(b"\n") || line.len() >= 64 << 10 {
+                            relay(&endpoint, &line);
+                            line.clear();
+                        }
+                    }
                     if let Ok(mut t) = tail.lock() {
                         t.extend_from_slice(&buf[..n]);
                         let excess = t.len().saturating_sub(STDERR_TAIL);
                         t.drain(..excess);
                     }
+                }
+                if !line.is_empty() {
+                    relay(&endpoint, &line);
                 }
             })
         });
