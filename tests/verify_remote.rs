@@ -80,6 +80,14 @@ fn list_repair_relist(src: &Path, dest: &Path, url: &str, extra: &[String], want
     assert_ne!(file_hash(dest), file_hash(src), "listing wrote nothing");
     let mut repair = extra.to_vec();
     repair.push("--repair".into());
+    let dry = verify(
+        src,
+        url,
+        &[repair.clone(), vec!["--dry-run".into()]].concat(),
+    );
+    ok(&dry);
+    assert_eq!(listed(&dry), want, "{url}");
+    assert_ne!(file_hash(dest), file_hash(src), "--dry-run wrote nothing");
     let o = verify(src, url, &repair);
     ok(&o);
     assert_eq!(file_hash(dest), file_hash(src), "{url}: repaired copy");

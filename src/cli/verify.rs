@@ -40,7 +40,10 @@ Examples:
 A remote destination is compared by hash tree: both ends hash their blocks, then only the
 hashes of differing subtrees cross the network (an equal copy costs one root hash). With
 --repair only the differing blocks are sent, and the far side applies them through its undo
-journal (a destination that holds an old full copy is seeded this way).
+journal (a destination that holds an old full copy is seeded this way). The far side applies
+with its own options: those of `lvmsync receive --listen` (--state-dir, --snapback, --grow), or
+for ssh:// the --remote-arg flags (e.g. --remote-arg=--state-dir=/var/lib/lvmsync); here
+--dry-run lists and says what would be repaired.
 
 Output: one differing range a line, `<offset_bytes> <length_bytes>`, then a summary line.")]
 pub struct VerifyArgs {
@@ -214,6 +217,18 @@ fn exchange(
     }
     let diff = clip_to(&found.finish(dest_len, size)?, size.0)?;
     let verdict = report_diff(args, source, endpoint, &diff);
+    if matches!(verdict, Ok(true)) && args.apply.dry_run {
+        tracing::info!(
+            dest = endpoint,
+            bytes = diff.changed_bytes().0,
+            ranges = diff.len(),
+            "{endpoint}: would repair {} bytes in {} ranges (--dry-run)",
+            diff.changed_bytes(),
+            diff.len()
+        );
+        client.quit()?;
+        return Ok(());
+    }
     let header = verdict.and_then(|fix| {
         fix.then(|| repair_header(source, size.0, &diff, args.block_size))
             .transpose()
