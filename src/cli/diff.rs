@@ -13,6 +13,7 @@ use std::path::PathBuf;
 Examples:
   lvmsync diff --thin-metadata pool.meta --snap1 1 --snap2 2
   lvmsync diff --thin-metadata pool.meta --snap2 2          # everything mapped in device 2
+  lvmsync diff --thin-metadata pool.meta --metadata-snap --snap1 1 --snap2 2  # held snapshot
   lvmsync diff --cow-store snap-cow.img
   lvmsync diff --base old.img new.img --block-size 65536
   lvmsync diff vg0/snap-new --since vg0/snap-old          # live LVM snapshots (root)
@@ -30,6 +31,10 @@ pub struct DiffArgs {
     /// Newer thin device id (with --thin-metadata).
     #[arg(long, value_name = "DEV_ID", requires = "thin_metadata")]
     pub snap2: Option<u64>,
+    /// With --thin-metadata: read through the metadata snapshot the superblock holds (the
+    /// pool's state at `reserve_metadata_snap`), like `thin_delta -m`.
+    #[arg(long, requires = "thin_metadata")]
+    pub metadata_snap: bool,
     /// A classic snapshot's exception store (a copy of its `-cow` device) to read offline.
     #[arg(long, value_name = "FILE", conflicts_with = "base")]
     pub cow_store: Option<PathBuf>,
@@ -57,7 +62,7 @@ pub struct DiffArgs {
 pub fn run(args: &DiffArgs) -> anyhow::Result<()> {
     let changes = if let Some(meta) = &args.thin_metadata {
         let snap2 = args.snap2.context("--thin-metadata needs --snap2")?;
-        lvmsync::thin::diff_metadata_file(meta, args.snap1, snap2)?
+        lvmsync::thin::diff_metadata_file(meta, args.snap1, snap2, args.metadata_snap)?
     } else if let Some(cow) = &args.cow_store {
         lvmsync::cow::changes_from_file(cow)?
     } else if let (Some(old), Some(new)) = (&args.base, &args.target) {

@@ -31,9 +31,20 @@ pub use superblock::Superblock;
 
 /// The diff between thin devices `snap1` (older; `None` = everything mapped in `snap2`) and
 /// `snap2` (newer), read from the thin-pool metadata in the file or device at `path`, with the
-/// meaning of `thin_delta --snap1 --snap2` (see [`diff`]).
-pub fn diff_metadata_file(path: &Path, snap1: Option<u64>, snap2: u64) -> Result<ChangeSet> {
+/// meaning of `thin_delta --snap1 --snap2` (see [`diff`]). With `metadata_snap`, the trees are
+/// read through the held metadata snapshot's superblock copy instead of the live roots (like
+/// `thin_delta -m`; see [`Superblock::read_held`]).
+pub fn diff_metadata_file(
+    path: &Path,
+    snap1: Option<u64>,
+    snap2: u64,
+    metadata_snap: bool,
+) -> Result<ChangeSet> {
     let src = FileSource::open(path)?;
-    let sb = Superblock::read(&src, 0)?;
+    let sb = if metadata_snap {
+        Superblock::read_held(&src)?
+    } else {
+        Superblock::read(&src, 0)?
+    };
     Ok(diff::diff_devices(&src, &sb, snap1, snap2)?.0)
 }

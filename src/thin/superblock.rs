@@ -13,6 +13,9 @@ use crate::units::{Bytes, Sectors};
 
 /// The superblock magic number, 27022010.
 pub const THIN_MAGIC: u64 = 27_022_010;
+/// Superblock flag bit 0 (metadata version 2): the kernel hit an error on this metadata and
+/// wants it checked before the pool is used again.
+pub const NEEDS_CHECK: u32 = 1;
 /// Largest data block size the kernel accepts: 1 GiB, in sectors.
 const MAX_DATA_BLOCK_SECTORS: u32 = 2_097_152;
 
@@ -104,15 +107,45 @@ impl Superblock {
     }
 
     /// Read and check the superblock at block `location` of `src` (0 for the live one, the held
-    /// root for a metadata snapshot).
+    /// root for a metadata snapshot). Metadata flagged NEEDS_CHECK is refused: the kernel saw
+    /// an error on it, so its mappings can't be trusted to name the changed blocks.
     pub fn read(src: &dyn MetadataSource, location: u64) -> Result<Self> {
         let mut block = [0u8; super::source::METADATA_BLOCK_SIZE];
         src.read_block(location, &mut block)?;
-        Superblock::decode(&block, location).map_err(|detail| Error::Corrupt {
+        let sb = Superblock::decode(&block, location).map_err(|detail| Error::Corrupt {
             source_name: src.name().to_string(),
             what: "thin-pool metadata",
             detail: format!("{detail}; check the pool with thin_check, or run a full sync"),
-        })
+        })?;
+        if sb.flags & NEEDS_CHECK != 0 {
+            return Err(Error::Unusable {
+                source_name: src.name().to_string(),
+                reason: format!(
+                    "the thin-pool metadata is flagged NEEDS_CHECK (superblock at block \
+                     {location}): the kernel hit an error on it and its mappings can't be \
+                     trusted. Deactivate the pool and repair it (`lvconvert --repair VG/POOL`, \
+                     or thin_check and thin_repair on a plain dm pool), then run a full sync"
+                ),
+            });
+        }
+        Ok(sb)
+    }
+
+    /// The superblock copy of the metadata snapshot held in `src` (what `thin_delta -m`
+    /// reads): the pool's state when `reserve_metadata_snap` was sent, consistent while the
+    /// live superblock moves on. An error when block 0 records no held snapshot.
+    pub fn read_held(src: &dyn MetadataSource) -> Result<Self> {
+        let live = Superblock::read(src, 0)?;
+        if live.held_root == 0 {
+            return Err(Error::Unusable {
+                source_name: src.name().to_string(),
+                reason: "holds no metadata snapshot (held root 0); take one with `dmsetup \
+                         message POOL 0 reserve_metadata_snap` before copying the metadata, or \
+                         drop --metadata-snap to read the live roots"
+                    .into(),
+            });
+        }
+        Superblock::read(src, live.held_root)
     }
 
     /// The data block size in bytes (the granularity of every thin change set).

@@ -130,7 +130,13 @@ fn delta_records(xml: &str) -> Vec<(String, u64, u64)> {
 /// The ground truth from `thin_delta --snap1 a --snap2 b`: different → changed,
 /// right_only → added, left_only → removed, same → left out.
 pub fn thin_delta(meta: &Path, a: u64, b: u64) -> ChangeSet {
+    thin_delta_with(meta, &[], a, b)
+}
+
+/// [`thin_delta`] with `extra` options (such as `-m`, read through the held metadata snapshot).
+pub fn thin_delta_with(meta: &Path, extra: &[&str], a: u64, b: u64) -> ChangeSet {
     let out = Command::new("thin_delta")
+        .args(extra)
         .args(["--snap1", &a.to_string(), "--snap2", &b.to_string()])
         .arg(meta)
         .output()
@@ -192,11 +198,17 @@ pub fn thin_dump_mapped(meta: &Path, dev: u64) -> ChangeSet {
 
 /// Run the real `lvmsync diff --thin-metadata META [--snap1 A] --snap2 B --json` binary.
 pub fn lvmsync_diff(meta: &Path, a: Option<u64>, b: u64) -> ChangeSet {
+    lvmsync_diff_with(meta, &[], a, b)
+}
+
+/// [`lvmsync_diff`] with `extra` options (such as `--metadata-snap`).
+pub fn lvmsync_diff_with(meta: &Path, extra: &[&str], a: Option<u64>, b: u64) -> ChangeSet {
     let mut cmd = Command::new(lvmsync_bin());
     cmd.arg("diff")
         .arg("--thin-metadata")
         .arg(meta)
-        .arg("--json");
+        .arg("--json")
+        .args(extra);
     if let Some(a) = a {
         cmd.args(["--snap1", &a.to_string()]);
     }
