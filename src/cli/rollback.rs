@@ -90,8 +90,12 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
             dest.sync()?;
         }
         std::fs::remove_file(&p.path).map_err(|e| Error::io(&p.path, e))?;
-        eprintln!(
-            "lvmsync: {}: rolled back image {} ({} bytes); now {}",
+        tracing::info!(
+            dest = %args.dest.display(),
+            image = p.seq,
+            bytes = p.bytes,
+            now = %p.head.base,
+            "{}: rolled back image {} ({} bytes); now {}",
             args.dest.display(),
             p.seq,
             p.bytes,
