@@ -290,3 +290,77 @@ impl<C: Read + Write> TreePeer for HashClient<C> {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockhash::tree::differing_blocks;
+    use std::os::unix::net::UnixStream;
+
+    /// Serve `device` on one end of a socket pair in a thread; the other end for the client.
+    fn serving(device: &Path) -> (UnixStream, std::thread::JoinHandle<Result<Served>>) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let device = device.to_path_buf();
+        let server = std::thread::spawn(move || {
+            serve(theirs, "test peer", &device, &mut |_| {
+                Err("no repairs".into())
+            })
+        });
+        (ours, server)
+    }
+
+    fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn client_finds_the_blocks_that_differ_from_the_served_file() {
+        let mut img: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let remote = file(&img);
+        img[0] ^= 1;
+        img[4096 * 30 + 5] ^= 1;
+        img[299_999] ^= 1;
+        let local = file(&img);
+        let (ch, server) = serving(remote.path());
+        let mut c = HashClient::new(ch, "test");
+        assert_eq!(c.remote_len().unwrap(), Bytes(300_000));
+        let bs = Bytes(4096);
+        c.start_build(bs, Bytes(300_000)).unwrap();
+        let mine = HashTree::build(local.path(), Bytes(300_000), bs).unwrap();
+        let (blocks, root) = c.built().unwrap();
+        assert_eq!(blocks, mine.blocks());
+        assert_ne!(root, mine.root());
+        assert_eq!(differing_blocks(&mine, &mut c).unwrap(), [0, 30, 73]);
+        assert!(c.nodes_asked() > 0);
+        c.quit().unwrap();
+        assert_eq!(server.join().unwrap().unwrap(), Served::Quit);
+    }
+
+    #[test]
+    fn bad_requests_get_the_servers_error() {
+        let remote = file(&[7u8; 10_000]);
+        // Nodes before any build.
+        let (ch, server) = serving(remote.path());
+        let mut c = HashClient::new(ch, "test");
+        let err = c.nodes(0, &[0]).unwrap_err();
+        assert!(
+            matches!(&err, Error::Destination { detail, .. } if detail.contains("before a build")),
+            "{err}"
+        );
+        assert!(server.join().unwrap().is_err());
+        // Longer than the device.
+        let (ch, server) = serving(remote.path());
+        let mut c = HashClient::new(ch, "test");
+        c.start_build(Bytes(4096), Bytes(20_000)).unwrap();
+        let err = c.built().unwrap_err().to_string();
+        assert!(err.contains("fewer than the 20000 to hash"), "{err}");
+        assert!(server.join().unwrap().is_err());
+        // A message over the cap is refused before anything is allocated.
+        let (mut ch, server) = serving(remote.path());
+        ch.write_all(&[NODES, 0xff, 0xff, 0xff, 0xff]).unwrap();
+        let err = server.join().unwrap().unwrap_err().to_string();
+        assert!(err.contains("exceeds"), "{err}");
+    }
+}
