@@ -1,6 +1,7 @@
 //! `--log-format`: with `json` every stderr line of send, apply and a failing apply is a JSON
 //! object (log events and `--progress json` lines alike) and the events carry the devices and
-//! byte counts; the default text format is `lvmsync: ...` lines.
+//! byte counts (checkpoints at `LVMSYNC_LOG=debug`); the default text format is
+//! `lvmsync: ...` lines.
 
 mod stream_util;
 use serde_json::Value;
@@ -35,6 +36,7 @@ fn json_logs_are_json_lines_with_devices_and_byte_counts() {
     let changed: u64 = diff_blocks(&old, &new, 65536).changed_bytes().0;
     let delta = at(&d, "delta.lvd");
     let send = bin()
+        .env("LVMSYNC_LOG", "debug")
         .args([
             "--log-format",
             "json",
@@ -44,7 +46,7 @@ fn json_logs_are_json_lines_with_devices_and_byte_counts() {
             "--base",
         ])
         .args([&v0, &v1])
-        .arg("--to")
+        .args(["--checkpoint-every", "65536", "--to"])
         .arg(&delta)
         .output()
         .unwrap();
@@ -59,10 +61,13 @@ fn json_logs_are_json_lines_with_devices_and_byte_counts() {
         lines.iter().any(|v| v["op"] == "send"),
         "progress lines too"
     );
+    let cp = &event(&lines, "checkpoint written")["fields"];
+    assert!(cp["resume_offset"].as_u64().unwrap() > 0);
 
     let dest = at(&d, "dest.img");
     write(&dest, &old);
     let apply = bin()
+        .env("LVMSYNC_LOG", "debug")
         .args(["apply", "--progress", "json", "--log-format=json"])
         .arg(&delta)
         .arg(&dest)
@@ -86,6 +91,7 @@ fn json_logs_are_json_lines_with_devices_and_byte_counts() {
         lines.iter().any(|v| v["op"] == "apply"),
         "progress lines too"
     );
+    assert_eq!(event(&lines, "checkpoint verified")["level"], "DEBUG");
 
     // Applying the same delta again: the base no longer matches; the error is JSON too.
     let again = bin()

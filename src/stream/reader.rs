@@ -233,6 +233,13 @@ impl<R: Read> StreamReader<R> {
                 if cp.totals != expect || cp.resume_offset != self.next_offset {
                     return Err(self.bad("checkpoint does not match the stream before it".into()));
                 }
+                tracing::debug!(
+                    resume_offset = cp.resume_offset,
+                    records = cp.totals.records,
+                    stream_bytes = cp.totals.stream_bytes,
+                    "checkpoint verified: resume offset {}",
+                    cp.resume_offset
+                );
                 Ok(Item::Checkpoint(cp))
             }
             TAG_RESUME if self.totals.records == 1 => {

@@ -135,6 +135,13 @@ impl<W: Write> StreamWriter<W> {
             resume_offset: self.next_offset,
         };
         self.emit(TAG_CHECKPOINT, &cp.encode())?;
+        tracing::debug!(
+            resume_offset = cp.resume_offset,
+            records = cp.totals.records,
+            stream_bytes = cp.totals.stream_bytes,
+            "checkpoint written: resume offset {}",
+            cp.resume_offset
+        );
         self.since_checkpoint = 0;
         Ok(())
     }
