@@ -2,7 +2,7 @@
 
 use clap::Args;
 use lvmsync::journal::resume::resume_point;
-use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport, DestPaths};
+use lvmsync::journal::{apply_file, apply_stream, ApplyOptions, ApplyReport, DestPaths};
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::transport::{Allow, ListenUrl, Listener, Purpose, ServerOptions, TlsFiles};
 use std::io::Read;
@@ -109,9 +109,34 @@ fn apply_with_options(
     opts: &ApplyOptions,
     mode: ProgressMode,
 ) -> anyhow::Result<()> {
+    run_with_progress(name, dest, mode, |p| {
+        apply_stream(input, name, dest, opts, p)
+    })
+}
+
+/// Apply the delta file `delta` to `dest` with progress (verified whole before any write),
+/// then print the outcome.
+pub fn apply_file_with_progress(
+    delta: &std::path::Path,
+    dest: &std::path::Path,
+    args: &ApplyArgs,
+) -> anyhow::Result<()> {
+    let name = delta.display().to_string();
+    run_with_progress(&name, dest, args.progress, |p| {
+        apply_file(delta, dest, &args.options(), p)
+    })
+}
+
+/// Run one apply with a progress display, then print its outcome.
+fn run_with_progress(
+    name: &str,
+    dest: &std::path::Path,
+    mode: ProgressMode,
+    apply: impl FnOnce(&mut dyn FnMut(u64, u64)) -> lvmsync::Result<ApplyReport>,
+) -> anyhow::Result<()> {
     tracing::info!(dest = %dest.display(), from = name, "{}: applying the stream from {name}", dest.display());
     let mut progress = Progress::new(mode, "apply");
-    let report = apply_stream(input, name, dest, opts, &mut |d, t| progress.update(d, t))?;
+    let report = apply(&mut |d, t| progress.update(d, t))?;
     progress.finish();
     print_report(&report, dest);
     Ok(())

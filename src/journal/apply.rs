@@ -10,21 +10,18 @@
 
 use super::dest::Destination;
 use super::format::JournalHead;
+use super::pipeline::JournalPlan;
 use super::preflight::{check_base, check_journal_space, dest_err};
-use super::recover::{recover, test_delay, test_slow_ms, Recovery};
+use super::prepass::{verify_and_journal, Covered};
+use super::recover::{recover, Recovery};
 use super::state::{now_unix, DestPaths, DestState};
 use super::undo::UndoJournal;
 use crate::error::{Error, Result};
 use crate::stream::record::Checkpoint;
 use crate::stream::{Header, Item, StreamReader};
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-
-/// Apply a batch to the destination once it holds this many plain bytes or records.
-const BATCH_BYTES: u64 = 32 << 20;
-const BATCH_RECORDS: usize = 512;
-/// Verified records the decoding thread may hold ready ahead of the writer.
-const DECODED_AHEAD: usize = 4;
 
 /// How to apply.
 #[derive(Debug, Clone)]
@@ -68,16 +65,38 @@ pub struct ApplyReport {
     pub dry_run: bool,
 }
 
-/// Read `input` to its end, verifying everything; returns the header. Writes nothing.
-pub fn verify_stream(input: impl Read, name: &str) -> Result<Header> {
-    let mut r = StreamReader::open(input, name)?;
-    while r.next_item()?.is_some() {}
-    Ok(r.header().clone())
-}
-
-/// Apply the stream from `input` (named `name` in errors) to `dest`.
+/// Apply the stream from `input` (named `name` in errors) to `dest`, verifying each record
+/// before it is written and rolling back if the stream turns out bad.
 pub fn apply_stream(
     input: impl Read + Send,
+    name: &str,
+    dest: &Path,
+    opts: &ApplyOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ApplyReport> {
+    apply_inner(input, None::<std::io::Empty>, name, dest, opts, progress)
+}
+
+/// Apply the delta file `delta` to `dest`, verifying the whole file before writing anything
+/// (so a bad file writes nothing) and journaling the old bytes while it verifies.
+pub fn apply_file(
+    delta: &Path,
+    dest: &Path,
+    opts: &ApplyOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ApplyReport> {
+    let open = || -> Result<BufReader<File>> {
+        let f = File::open(delta).map_err(|e| Error::io(delta, e))?;
+        Ok(BufReader::with_capacity(1 << 20, f))
+    };
+    let name = delta.display().to_string();
+    apply_inner(open()?, Some(open()?), &name, dest, opts, progress)
+}
+
+/// [`apply_stream`], with `prepass` (the same stream again) verified in full first.
+fn apply_inner<R: Read + Send, P: Read + Send>(
+    input: R,
+    prepass: Option<P>,
     name: &str,
     dest: &Path,
     opts: &ApplyOptions,
@@ -140,7 +159,6 @@ pub fn apply_stream(
     if !opts.unsafe_no_journal && !resume {
         check_journal_space(&h, &paths)?;
     }
-    let d = Destination::open(dest, true)?;
     let mut journal = if resume {
         let (journal, cp) = super::resume::prepare(&paths, &h)?;
         let marker = match first.take() {
@@ -177,6 +195,26 @@ pub fn apply_stream(
         )?)
     };
     let resumable = opts.resumable || resume;
+    let mut ahead = Covered::default();
+    if let Some(pre) = prepass {
+        // Journaling ahead puts every entry before the first progress frame, which a
+        // resumable apply can't have: there the pipeline journals as it goes.
+        let old = exists.then(|| Destination::open(dest, false)).transpose()?;
+        let j = journal.as_mut().filter(|_| !resumable);
+        match verify_and_journal(pre, name, &h, old.as_ref(), j) {
+            Ok(c) => ahead = c,
+            Err(e) => {
+                // Nothing was written to the destination: the journal only has to go.
+                if journal.take().is_some() {
+                    std::fs::remove_file(&paths.journal)
+                        .map_err(|e| Error::io(&paths.journal, e))?;
+                    super::dest::sync_dir(&paths.dir)?;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let d = Destination::open(dest, true)?;
     // Grow only now that the journal head (with the old size) is durable.
     let grow = if size_before < h.device_size.0 {
         d.set_len(h.device_size.0)
@@ -184,12 +222,16 @@ pub fn apply_stream(
         Ok(())
     };
     let run = grow.and_then(|()| {
-        run_records(
+        super::pipeline::run_records(
             &mut reader,
             first,
             &d,
-            journal.as_mut(),
-            resumable,
+            name,
+            JournalPlan {
+                journal: journal.as_mut(),
+                ahead,
+                resumable,
+            },
             &mut report,
             progress,
         )
@@ -230,7 +272,8 @@ pub fn apply_stream(
     Ok(report)
 }
 
-fn count(report: &mut ApplyReport, item: &Item) {
+/// Add `item` to the report's counts.
+pub(super) fn count(report: &mut ApplyReport, item: &Item) {
     match item {
         Item::Data { data, .. } => {
             report.data_records += 1;
@@ -278,116 +321,4 @@ fn roll_back_after(e: Error, paths: &DestPaths, no_journal: bool) -> Error {
             ),
         },
     }
-}
-
-fn run_records<R: Read + Send>(
-    reader: &mut StreamReader<R>,
-    mut first: Option<Item>,
-    d: &Destination,
-    mut journal: Option<&mut UndoJournal>,
-    resumable: bool,
-    report: &mut ApplyReport,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<()> {
-    let total = reader.header().touched_bytes.0;
-    // Two stages: a thread reads, decompresses and verifies records while this one journals
-    // and writes, with at most `DECODED_AHEAD` verified records waiting in between.
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Option<Item>>>(DECODED_AHEAD);
-        s.spawn(move || loop {
-            let next = reader.next_item();
-            let more = matches!(next, Ok(Some(_)));
-            if tx.send(next).is_err() || !more {
-                return;
-            }
-        });
-        // Start writing each batch back at once (a sync on a third thread, requests coalesced)
-        // so the destination's writeback overlaps the next batch's journal writes instead of
-        // piling up for the final sync.
-        let (flush_tx, flush_rx) = std::sync::mpsc::sync_channel::<()>(1);
-        s.spawn(move || {
-            while flush_rx.recv().is_ok() {
-                let _ = d.sync(); // errors resurface at the final sync
-            }
-        });
-        let mut batch: Vec<Item> = Vec::new();
-        let mut batch_bytes = 0u64;
-        let mut done = 0u64;
-        loop {
-            let item = match first.take() {
-                Some(item) => item,
-                None => match rx.recv().expect("the decoder sends its end")? {
-                    Some(item) => item,
-                    None => break,
-                },
-            };
-            let (offset, len) = match &item {
-                Item::Data { offset, data } => (*offset, data.len() as u64),
-                Item::Zero { offset, len } | Item::Discard { offset, len } => (*offset, *len),
-                Item::Checkpoint(cp) => {
-                    if let (Some(j), true) = (journal.as_deref_mut(), resumable) {
-                        done += write_batch(d, Some(&mut *j), &mut batch)?;
-                        batch_bytes = 0;
-                        d.sync()?;
-                        j.record_progress(*cp)?;
-                    }
-                    continue;
-                }
-                Item::Resume(_) => {
-                    return Err(Error::Integrity {
-                        stream: "stream".into(),
-                        detail: "is a continuation (starts with a resume marker); apply it \
-                                 with `lvmsync receive --resume`"
-                            .into(),
-                    })
-                }
-            };
-            if let Some(j) = journal.as_deref_mut() {
-                j.save_old(d, offset, len)?;
-            }
-            count(report, &item);
-            batch_bytes += len.min(BATCH_BYTES);
-            batch.push(item);
-            // Under the crash-test hook every extent is its own batch, so kills land between them.
-            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_RECORDS || test_slow_ms() > 0 {
-                done += write_batch(d, journal.as_deref_mut(), &mut batch)?;
-                let _ = flush_tx.try_send(());
-                batch_bytes = 0;
-                progress(done, total);
-            }
-        }
-        done += write_batch(d, journal, &mut batch)?;
-        progress(done, total);
-        Ok(())
-    })
-}
-
-/// Make the batch's journal entries durable, then write the batch; returns bytes written.
-fn write_batch(
-    d: &Destination,
-    journal: Option<&mut UndoJournal>,
-    batch: &mut Vec<Item>,
-) -> Result<u64> {
-    if batch.is_empty() {
-        return Ok(0);
-    }
-    if let Some(j) = journal {
-        j.sync()?;
-    }
-    let mut done = 0;
-    for it in batch.drain(..) {
-        match it {
-            Item::Data { offset, data } => {
-                d.write_at(&data, offset)?;
-                done += data.len() as u64;
-            }
-            Item::Zero { offset, len } | Item::Discard { offset, len } => {
-                d.zero_range(offset, len)?;
-                done += len;
-            }
-            Item::Checkpoint(_) | Item::Resume(_) => {}
-        }
-    }
-    test_delay();
-    Ok(done)
 }

@@ -14,7 +14,9 @@
 //! hold entries whose destination writes never started, because every batch of entries is
 //! fdatasync'ed before the destination is touched.
 
-use crate::stream::frame::{encode_frame, put_string, read_frame, Cursor, Frame, FrameError};
+use crate::stream::frame::{
+    encode_frame, put_string, read_frame, Cursor, Frame, FrameError, FRAME_CRC_LEN, FRAME_HEAD_LEN,
+};
 use crate::stream::record::Checkpoint;
 use crate::stream::Fingerprint;
 use std::io::Read;
@@ -84,12 +86,26 @@ pub fn encode_head(h: &JournalHead) -> Vec<u8> {
     out
 }
 
-/// Append an "old data" entry's frame.
-pub fn encode_old_data(offset: u64, data: &[u8], out: &mut Vec<u8>) {
-    let mut p = Vec::with_capacity(8 + data.len());
-    p.extend_from_slice(&offset.to_le_bytes());
-    p.extend_from_slice(data);
-    encode_frame(TAG_OLD_DATA, &p, out);
+/// Bytes an "old data" frame adds before its data: frame head + offset.
+pub const OLD_DATA_LEAD: usize = FRAME_HEAD_LEN + 8;
+
+/// Bytes an "old data" frame of `n` data bytes takes in the journal.
+pub const fn old_data_frame_len(n: usize) -> usize {
+    OLD_DATA_LEAD + n + FRAME_CRC_LEN
+}
+
+/// Complete an "old data" frame in place: `frame` is [`old_data_frame_len`]`(n)` bytes
+/// whose data (`n` bytes at [`OLD_DATA_LEAD`]) the caller has already read there, so the
+/// old bytes are copied once, from the destination straight into the journal's buffer.
+pub fn finish_old_data_frame(offset: u64, frame: &mut [u8]) {
+    let payload = frame.len() - FRAME_HEAD_LEN - FRAME_CRC_LEN;
+    let len = u32::try_from(payload).expect("old data pieces are at most 1 MiB");
+    frame[0] = TAG_OLD_DATA;
+    frame[1..FRAME_HEAD_LEN].copy_from_slice(&len.to_le_bytes());
+    frame[FRAME_HEAD_LEN..OLD_DATA_LEAD].copy_from_slice(&offset.to_le_bytes());
+    let body = frame.len() - FRAME_CRC_LEN;
+    let crc = crc32c::crc32c(&frame[..body]);
+    frame[body..].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Append an "old zeroes" entry's frame.

@@ -9,6 +9,8 @@
 //! - [`snapback`]: kept undo journals as a rollback chain.
 //! - [`state`]: journal/state file locations and the destination state file.
 //! - [`apply`]: verify-then-journal-then-write, commit, state update.
+//! - `pipeline`: decoding, journaling and writing overlapped on three threads.
+//! - `prepass`: journaling old bytes while a delta file is verified, before any write.
 //!
 //! Invariant: a destination byte is overwritten only after (a) the record carrying the new
 //! byte has been verified and (b) the old byte is durable in the journal. Hence after any
@@ -17,13 +19,15 @@
 pub mod apply;
 pub mod dest;
 pub mod format;
+mod pipeline;
 pub mod preflight;
+mod prepass;
 pub mod recover;
 pub mod resume;
 pub mod snapback;
 pub mod state;
 pub mod undo;
 
-pub use apply::{apply_stream, verify_stream, ApplyOptions, ApplyReport};
+pub use apply::{apply_file, apply_stream, ApplyOptions, ApplyReport};
 pub use recover::{recover, Recovery};
 pub use state::{DestPaths, DestState, DEFAULT_STATE_DIR};

@@ -114,6 +114,12 @@ pub fn prepare(paths: &DestPaths, h: &Header) -> Result<(UndoJournal, Checkpoint
         test_delay();
     }
     dest.sync()?;
-    let journal = UndoJournal::reopen(&paths.journal, journal_len, entries, checkpoint)?;
+    let journal = UndoJournal::reopen(
+        &paths.journal,
+        journal_len,
+        entries,
+        checkpoint,
+        head.size_before,
+    )?;
     Ok((journal, checkpoint))
 }

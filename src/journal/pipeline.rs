@@ -1,0 +1,296 @@
+//! The apply pipeline: decoding, journaling and writing overlap on three threads.
+//!
+//! ```text
+//! decoder ──items──▶ journaler (caller's thread) ──batches──▶ writer ──▶ destination
+//! ```
+//!
+//! - The decoder reads, decompresses and verifies records, at most [`DECODED_AHEAD`] ahead.
+//! - The journaler groups records into batches, appends the old bytes of each record's range
+//!   to the undo journal as it arrives, and at the end of a batch makes the journal durable
+//!   (one fdatasync) before handing the batch over.
+//! - The writer writes batch N in place while the journaler reads and journals batch N+1.
+//!   The stream's extents are in order and never overlap, so batch N's writes never touch
+//!   the old bytes batch N+1 is saving.
+//!
+//! The hand-over is a rendezvous: at most two batches exist at once (one being written, one
+//! being journaled), so memory stays bounded whatever the device size. Invariant kept: a
+//! batch reaches the writer only after its old bytes are durable in the journal.
+
+use super::dest::Destination;
+use super::prepass::Covered;
+use super::recover::{test_delay, test_slow_ms};
+use super::undo::UndoJournal;
+use super::ApplyReport;
+use crate::error::{Error, Result};
+use crate::stream::{Item, StreamReader};
+use std::io::Read;
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+
+/// Hand a batch to the writer once it holds this many plain bytes or records.
+const BATCH_BYTES: u64 = 32 << 20;
+const BATCH_RECORDS: usize = 512;
+/// Verified records the decoding thread may hold ready ahead of the journaler.
+const DECODED_AHEAD: usize = 4;
+
+/// What the journaler asks of the writer.
+enum Work {
+    /// Write these records (their old bytes are durable in the journal).
+    Batch(Vec<Item>),
+    /// Make everything written so far durable, then answer [`Done::Synced`].
+    Sync,
+}
+
+/// What the writer reports back.
+enum Done {
+    /// Bytes written in place.
+    Bytes(u64),
+    /// The destination is durable up to everything handed over before the request.
+    Synced,
+}
+
+/// How the records are journaled.
+pub(super) struct JournalPlan<'a> {
+    /// The undo journal; `None` for `--unsafe-no-journal`.
+    pub journal: Option<&'a mut UndoJournal>,
+    /// Ranges already journaled while a delta file was verified.
+    pub ahead: Covered,
+    /// Make the destination durable at each checkpoint and record it in the journal.
+    pub resumable: bool,
+}
+
+/// Apply every record from `reader` (after `first`, if any) to `d`, journaling first.
+pub(super) fn run_records<R: Read + Send>(
+    reader: &mut StreamReader<R>,
+    first: Option<Item>,
+    d: &Destination,
+    name: &str,
+    plan: JournalPlan<'_>,
+    report: &mut ApplyReport,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    let JournalPlan {
+        journal,
+        ahead,
+        resumable,
+    } = plan;
+    let total = reader.header().touched_bytes.0;
+    std::thread::scope(|s| {
+        let (items_tx, items) = sync_channel::<Result<Option<Item>>>(DECODED_AHEAD);
+        s.spawn(move || loop {
+            let next = reader.next_item();
+            let more = matches!(next, Ok(Some(_)));
+            if items_tx.send(next).is_err() || !more {
+                return;
+            }
+        });
+        let (work_tx, work) = sync_channel::<Work>(0);
+        let (done_tx, done) = channel::<Done>();
+        let writer = s.spawn(move || write_batches(d, &work, &done_tx));
+        let mut j = Journaler {
+            dest: d,
+            name,
+            ahead,
+            journal,
+            work: work_tx,
+            done,
+            written: 0,
+            total,
+            progress,
+        };
+        let fed = j.feed(first, &items, resumable, report);
+        let Journaler {
+            work,
+            done,
+            mut written,
+            progress,
+            ..
+        } = j;
+        drop(work);
+        drop(items);
+        // A writer error explains a failed hand-over, so it comes first.
+        writer.join().expect("the writer thread does not panic")?;
+        fed?;
+        for msg in done.try_iter() {
+            if let Done::Bytes(n) = msg {
+                written += n;
+            }
+        }
+        progress(written, total);
+        Ok(())
+    })
+}
+
+/// The journaling stage, run on the caller's thread.
+struct Journaler<'a, 'p> {
+    dest: &'a Destination,
+    /// The stream's name, for errors.
+    name: &'a str,
+    /// Ranges journaled while the file was verified (none for a pipe).
+    ahead: Covered,
+    journal: Option<&'a mut UndoJournal>,
+    work: SyncSender<Work>,
+    done: Receiver<Done>,
+    written: u64,
+    total: u64,
+    progress: &'p mut dyn FnMut(u64, u64),
+}
+
+impl Journaler<'_, '_> {
+    fn feed(
+        &mut self,
+        mut first: Option<Item>,
+        items: &Receiver<Result<Option<Item>>>,
+        resumable: bool,
+        report: &mut ApplyReport,
+    ) -> Result<()> {
+        let mut batch: Vec<Item> = Vec::new();
+        let mut batch_bytes = 0u64;
+        loop {
+            let item = match first.take() {
+                Some(item) => item,
+                None => match items.recv().expect("the decoder sends its end")? {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            let (offset, len) = match &item {
+                Item::Data { offset, data } => (*offset, data.len() as u64),
+                Item::Zero { offset, len } | Item::Discard { offset, len } => (*offset, *len),
+                Item::Checkpoint(cp) => {
+                    if self.journal.is_some() && resumable {
+                        self.hand_over(std::mem::take(&mut batch))?;
+                        batch_bytes = 0;
+                        self.wait_synced()?;
+                        if let Some(j) = self.journal.as_deref_mut() {
+                            j.record_progress(*cp)?;
+                        }
+                    }
+                    continue;
+                }
+                Item::Resume(_) => {
+                    return Err(Error::Integrity {
+                        stream: "stream".into(),
+                        detail: "is a continuation (starts with a resume marker); apply it \
+                                 with `lvmsync receive --resume`"
+                            .into(),
+                    })
+                }
+            };
+            if let Some(j) = self.journal.as_deref_mut() {
+                if !self.ahead.check(self.name, offset, len)? {
+                    j.save_old(self.dest, offset, len)?;
+                }
+            }
+            super::apply::count(report, &item);
+            batch_bytes += len.min(BATCH_BYTES);
+            batch.push(item);
+            // Under the crash-test hook every extent is its own batch, so kills land between them.
+            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_RECORDS || test_slow_ms() > 0 {
+                self.hand_over(std::mem::take(&mut batch))?;
+                batch_bytes = 0;
+            }
+        }
+        self.hand_over(batch)
+    }
+
+    /// Make the batch's journal entries durable, then give it to the writer.
+    fn hand_over(&mut self, batch: Vec<Item>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Some(j) = self.journal.as_deref_mut() {
+            j.sync()?;
+        }
+        self.send(Work::Batch(batch))?;
+        self.note(self.done.try_iter().collect());
+        Ok(())
+    }
+
+    /// Wait until the writer has made every batch handed over so far durable.
+    fn wait_synced(&mut self) -> Result<()> {
+        self.send(Work::Sync)?;
+        let mut msgs = Vec::new();
+        for msg in self.done.iter() {
+            let synced = matches!(msg, Done::Synced);
+            msgs.push(msg);
+            if synced {
+                break;
+            }
+        }
+        self.note(msgs);
+        Ok(())
+    }
+
+    fn send(&self, w: Work) -> Result<()> {
+        // The writer only hangs up after an error, which `run_records` reports instead.
+        self.work.send(w).map_err(|_| Error::Destination {
+            dest: "destination".into(),
+            detail: "the writer stopped".into(),
+        })
+    }
+
+    fn note(&mut self, msgs: Vec<Done>) {
+        let before = self.written;
+        for m in msgs {
+            if let Done::Bytes(n) = m {
+                self.written += n;
+            }
+        }
+        if self.written != before {
+            (self.progress)(self.written, self.total);
+        }
+    }
+}
+
+/// The writer stage: write each batch in place; start its writeback at once (a sync on a
+/// third thread, requests coalesced) so it overlaps the next batch instead of piling up for
+/// the final sync.
+fn write_batches(
+    d: &Destination,
+    work: &Receiver<Work>,
+    done: &std::sync::mpsc::Sender<Done>,
+) -> Result<()> {
+    std::thread::scope(|s| {
+        let (flush_tx, flush_rx) = sync_channel::<()>(1);
+        s.spawn(move || {
+            while flush_rx.recv().is_ok() {
+                let _ = d.sync(); // errors resurface at the final sync
+            }
+        });
+        for w in work.iter() {
+            let msg = match w {
+                Work::Batch(batch) => {
+                    let n = write_batch(d, batch)?;
+                    let _ = flush_tx.try_send(());
+                    Done::Bytes(n)
+                }
+                Work::Sync => {
+                    d.sync()?;
+                    Done::Synced
+                }
+            };
+            let _ = done.send(msg);
+        }
+        Ok(())
+    })
+}
+
+/// Write one batch; returns bytes written.
+fn write_batch(d: &Destination, batch: Vec<Item>) -> Result<u64> {
+    let mut done = 0;
+    for it in batch {
+        match it {
+            Item::Data { offset, data } => {
+                d.write_at(&data, offset)?;
+                done += data.len() as u64;
+            }
+            Item::Zero { offset, len } | Item::Discard { offset, len } => {
+                d.zero_range(offset, len)?;
+                done += len;
+            }
+            Item::Checkpoint(_) | Item::Resume(_) => {}
+        }
+    }
+    test_delay();
+    Ok(done)
+}
