@@ -88,26 +88,38 @@ fn feed(conn: &mut rustls::Connection, mut bytes: &[u8], sock: &TcpStream) -> io
     Ok(before - bytes.len())
 }
 
+impl TlsRead {
+    /// Move decrypted plaintext into `out[got..]`; `Ok(0)` when rustls holds none.
+    fn drain(conn: &mut rustls::Connection, out: &mut [u8]) -> io::Result<usize> {
+        match conn.reader().read(out) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Read for TlsRead {
+    /// Decrypt as many buffered records as fit in `out` under one lock, so a reader with a big
+    /// buffer gets up to 256 KiB per call instead of one 16 KiB record (fewer hand-offs to the
+    /// read-ahead consumer). Reads the socket only when nothing at all could be returned.
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
         loop {
             {
                 let mut conn = lock(&self.shared)?;
-                match conn.reader().read(out) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-                // Decrypt buffered ciphertext a record or so at a time, returning plaintext as
-                // soon as there is some (rustls caps its plaintext buffer at 16 KiB).
-                while self.start < self.end {
+                let mut got = Self::drain(&mut conn, out)?;
+                // rustls holds at most ~16 KiB of plaintext at a time: alternate feeding
+                // ciphertext and draining plaintext until `out` is full or we run dry.
+                while got < out.len() && self.start < self.end {
                     let used = feed(&mut conn, &self.buf[self.start..self.end], &self.sock)?;
                     self.start += used;
-                    match conn.reader().read(out) {
-                        Ok(n) => return Ok(n),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
-                    }
+                    got += Self::drain(&mut conn, &mut out[got..])?;
+                }
+                if got > 0 {
+                    return Ok(got);
                 }
             }
             let n = loop {
@@ -133,8 +145,14 @@ struct TlsWrite {
 
 impl Write for TlsWrite {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    /// Several slices (a frame header and its payload) become one run of records and go out
+    /// in one vectored socket write.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let mut conn = lock(&self.shared)?;
-        let n = conn.writer().write(buf)?;
+        let n = conn.writer().write_vectored(bufs)?;
         while conn.wants_write() {
             conn.write_tls(&mut self.sock)?;
         }
