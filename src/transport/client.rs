@@ -1,10 +1,10 @@
 //! The sender's entry points: [`connect`] any destination, or [`connect_lanes`] for a QUIC
-//! connection with extra parallel streams.
+//! connection striped over a chosen number of parallel streams.
 
 use super::channel::{Channel, FramedChannel};
 use super::conn::{Conn, FileConn, NetConn};
-use super::duplex::{self, Duplex, WriteHalf};
-use super::frame::{read_control, Control, DataReader, DataWriter};
+use super::duplex::{self, Duplex};
+use super::frame::{read_control, Control, DataReader};
 use super::quic::{QuicClient, MAX_LANES};
 use super::ssh::{self, SshConn, SshOptions};
 use super::tls;
@@ -79,12 +79,14 @@ pub fn connect(dest: &Dest, opts: &ConnectOptions) -> Result<Box<dyn Conn>> {
             let endpoint = ssh::endpoint(user.as_deref(), host, *port, path);
             Box::new(SshConn::spawn(endpoint, cmd)?)
         }
-        Dest::Net(nd) if nd.scheme == Scheme::Quic => Box::new(connect_lanes(nd, opts, 0)?.0),
+        Dest::Net(nd) if nd.scheme == Scheme::Quic => {
+            Box::new(connect_lanes(nd, opts, QUIC_LANES)?)
+        }
         Dest::Net(nd) => Box::new(NetConn::start(
             nd.to_string(),
             tcp_duplex(nd, opts)?,
             &nd.name,
-            0,
+            Vec::new(),
             None,
         )?),
     })
@@ -173,39 +175,13 @@ fn query_hello(
     )))
 }
 
-/// One extra parallel QUIC stream: write records into it, then [`Lane::finish`].
-///
-/// Bytes on a lane are delivered in order within the lane only; the receiver gets one reader
-/// per lane (`Session::lanes`). Records that can be applied in any order (data extents with
-/// their own offsets) may go on any lane; a checkpoint must wait until every lane has
-/// delivered the records before it (docs/transport.md, "Lanes").
-pub struct Lane {
-    data: DataWriter<Box<dyn WriteHalf>>,
-}
+/// Streams a quic:// sender stripes its byte stream over: the main one plus this many lanes
+/// (docs/transport.md, "Lanes").
+pub const QUIC_LANES: u16 = 3;
 
-impl Write for Lane {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.data.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.data.flush()
-    }
-}
-
-impl Lane {
-    /// End this lane cleanly (the receiver's reader then sees EOF).
-    pub fn finish(mut self) -> io::Result<()> {
-        self.data.send_control(&Control::End)?;
-        self.data.get_mut().close()
-    }
-}
-
-/// Connect to a quic:// destination with `lanes` extra parallel streams besides the main one.
-pub fn connect_lanes(
-    nd: &NetDest,
-    opts: &ConnectOptions,
-    lanes: u16,
-) -> Result<(NetConn, Vec<Lane>)> {
+/// Connect to a quic:// destination and stripe the byte stream over the main stream and
+/// `lanes` extra parallel QUIC streams (the receiver joins them back in order).
+pub fn connect_lanes(nd: &NetDest, opts: &ConnectOptions, lanes: u16) -> Result<NetConn> {
     if nd.scheme != Scheme::Quic {
         return Err(net_err(nd, "parallel lanes need a quic:// destination"));
     }
@@ -218,21 +194,17 @@ pub fn connect_lanes(
     let config = tlsconf::client_config(&opts.tls)?;
     let QuicClient { duplex, keep } =
         QuicClient::connect(&nd.to_string(), &addrs, &nd.host, config)?;
-    let mut writers = Vec::with_capacity(lanes as usize);
-    for i in 0..lanes {
-        let w = keep
-            .open_lane(i)
-            .map_err(|e| net_err(nd, format!("opening lane {i}: {e}")))?;
-        writers.push(Lane {
-            data: DataWriter::new(w),
-        });
-    }
-    let main = NetConn::start(
+    let writers = (0..lanes)
+        .map(|i| {
+            keep.open_lane(i)
+                .map_err(|e| net_err(nd, format!("opening lane {i}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    NetConn::start(
         nd.to_string(),
         duplex,
         &nd.name,
-        lanes,
+        writers,
         Some(Box::new(keep)),
-    )?;
-    Ok((main, writers))
+    )
 }

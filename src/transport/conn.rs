@@ -5,7 +5,8 @@
 //! receiver has confirmed the whole stream (or says why not).
 
 use super::duplex::{Duplex, WriteHalf};
-use super::frame::{read_control, Control, DataWriter};
+use super::frame::{read_control, Control};
+use super::stripe::StripedWriter;
 use crate::{Error, Result};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -102,7 +103,7 @@ struct Acks {
 /// A framed network connection (tls://, quic://, tcp://) after the hello was accepted.
 pub struct NetConn {
     endpoint: String,
-    data: DataWriter<Box<dyn WriteHalf>>,
+    data: StripedWriter,
     acks: Arc<Mutex<Acks>>,
     answer: Option<JoinHandle<io::Result<std::result::Result<(), String>>>>,
     resume: Option<Vec<u8>>,
@@ -118,17 +119,20 @@ fn transport(endpoint: &str, detail: impl Into<String>) -> Error {
 }
 
 impl NetConn {
-    /// Say hello on `duplex`, wait for Accept, and start reading acknowledgements.
+    /// Say hello on `duplex`, wait for Accept, and start reading acknowledgements. The byte
+    /// stream is striped over the main stream and the `lanes` (extra QUIC streams, each
+    /// already announced by its `Lane` frame; none elsewhere).
     pub(crate) fn start(
         endpoint: String,
         mut duplex: Duplex,
         name: &str,
-        lanes: u16,
+        lanes: Vec<Box<dyn WriteHalf>>,
         keep: Option<Box<dyn Send>>,
     ) -> Result<Self> {
         let hello = Control::Hello {
             name: name.to_string(),
-            lanes,
+            lanes: u16::try_from(lanes.len())
+                .map_err(|_| transport(&endpoint, "too many lanes"))?,
         };
         let lost = |e: io::Error| transport(&endpoint, format!("no answer to our hello: {e}"));
         duplex.write.write_all(&hello.encode()).map_err(lost)?;
@@ -158,7 +162,7 @@ impl NetConn {
         };
         Ok(NetConn {
             endpoint,
-            data: DataWriter::new(duplex.write),
+            data: StripedWriter::new(duplex.write, lanes),
             acks,
             answer: Some(answer),
             resume,
@@ -229,14 +233,14 @@ impl Conn for NetConn {
 
     fn finish(mut self: Box<Self>) -> Result<Outcome> {
         // A failed End write shows up below as a lost connection or the receiver's error.
-        let _ = self.data.send_control(&Control::End);
+        let _ = self.data.end();
         let answer = match self.answer.take() {
             Some(h) => h
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("acknowledgement reader panicked"))),
             None => Err(io::Error::other("the connection already failed")),
         };
-        let _ = self.data.get_mut().close();
+        let _ = self.data.close_main();
         let last_checkpoint = self.acked_checkpoint();
         match answer {
             Ok(Ok(())) => Ok(Outcome { last_checkpoint }),
@@ -260,7 +264,7 @@ impl Drop for NetConn {
         if self.answer.is_some() {
             // Abandoned without `finish`: end our direction so the receiver sees a cut (EOF
             // before `End`) instead of waiting on a connection another handle keeps open.
-            let _ = self.data.get_mut().close();
+            let _ = self.data.close_main();
         }
     }
 }

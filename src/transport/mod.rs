@@ -20,12 +20,13 @@ pub mod quic;
 mod readahead;
 pub mod server;
 pub mod ssh;
+pub mod stripe;
 mod tls;
 pub mod tlsconf;
 pub mod url;
 
 pub use channel::Channel;
-pub use client::{connect, connect_lanes, open_channel, ConnectOptions, Lane};
+pub use client::{connect, connect_lanes, open_channel, ConnectOptions, QUIC_LANES};
 pub use conn::{Conn, NetConn, Outcome};
 pub use server::{Acker, Allow, Listener, Purpose, ServerOptions, Session};
 pub use ssh::SshOptions;

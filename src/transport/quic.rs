@@ -28,12 +28,23 @@ fn runtime() -> io::Result<Arc<Runtime>> {
         .map(Arc::new)
 }
 
+/// Flow-control windows: per stream and per connection (all lanes together). They bound what
+/// the receiver buffers while it waits for the lane whose turn it is (docs/transport.md).
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONNECTION_WINDOW: u32 = 32 << 20;
+
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.stream_receive_window(quinn::VarInt::from_u32(16 << 20))
-        .receive_window(quinn::VarInt::from_u32(64 << 20))
-        .send_window(64 << 20)
+    // MTU discovery may probe past Ethernet's 1452 bytes: paths that carry bigger datagrams
+    // (loopback, jumbo frames) then cost far fewer packets per byte; elsewhere the probes are
+    // simply lost and the size stays where it was.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(u16::MAX);
+    t.stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(CONNECTION_WINDOW.into())
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_LANES as u32))
+        .mtu_discovery_config(Some(mtu))
         .keep_alive_interval(Some(Duration::from_secs(5)));
     Arc::new(t)
 }

@@ -12,6 +12,7 @@ use super::duplex::{self, Duplex, WriteHalf};
 use super::frame::{read_control, Control, DataReader, MAX_CONTROL};
 use super::quic::{QuicKeep, QuicServer, MAX_LANES};
 use super::readahead::ReadAhead;
+use super::stripe;
 use super::tls;
 use super::tlsconf::{self, TlsFiles};
 use super::url::{ListenUrl, Scheme};
@@ -110,8 +111,6 @@ pub struct Session {
     pub peer: String,
     /// The byte stream (EOF at the sender's clean end; an error if the connection is cut).
     pub data: Box<dyn Read + Send>,
-    /// Extra QUIC lanes, in lane order (empty elsewhere).
-    pub lanes: Vec<Box<dyn Read + Send>>,
     /// The way back to the sender: checkpoint acks and the final status.
     pub acks: Acker,
 }
@@ -324,11 +323,14 @@ fn session(
         purpose: h.purpose,
         device: h.device,
         peer: d.peer.clone(),
-        data,
-        lanes: lanes
-            .into_iter()
-            .map(|r| Box::new(DataReader::new(r)) as Box<dyn Read + Send>)
-            .collect(),
+        // quic:// lanes: the sender striped the stream; join it back in order.
+        data: stripe::join(
+            data,
+            lanes
+                .into_iter()
+                .map(|r| Box::new(DataReader::new(r)) as Box<dyn Read + Send>)
+                .collect(),
+        ),
         acks: Acker {
             write: d.write,
             peer: d.peer,

@@ -114,7 +114,6 @@ pub struct Received {
     pub device: PathBuf,
     pub hash: blake3::Hash,
     pub len: u64,
-    pub lane_hashes: Vec<blake3::Hash>,
 }
 
 /// Read everything from `r`, returning its blake3 and length.
@@ -142,7 +141,7 @@ pub fn bind(url: &str, pki: &Pki) -> Listener {
     Listener::bind(&url, &opts).unwrap()
 }
 
-/// Accept one client on a thread: hash its stream (and lanes), ack checkpoint "checkpoint 7", answer
+/// Accept one client on a thread: hash its stream, ack checkpoint "checkpoint 7", answer
 /// `verdict`. The thread's result is the accept/read outcome, as the receiver saw it.
 pub fn serve_one(
     listener: Listener,
@@ -151,20 +150,7 @@ pub fn serve_one(
     let addr = listener.local_addr();
     let h = std::thread::spawn(move || {
         let s = listener.accept()?;
-        let lane_threads: Vec<_> = s
-            .lanes
-            .into_iter()
-            .map(|l| std::thread::spawn(move || hash_all(l)))
-            .collect();
         let (hash, len) = hash_all(s.data).map_err(|e| lvmsync::Error::io("<stream>", e))?;
-        let mut lane_hashes = Vec::new();
-        for t in lane_threads {
-            let (h, _) = t
-                .join()
-                .unwrap()
-                .map_err(|e| lvmsync::Error::io("<lane>", e))?;
-            lane_hashes.push(h);
-        }
         let mut acks = s.acks;
         acks.checkpoint(b"checkpoint 7")?;
         acks.finish(verdict)?;
@@ -173,7 +159,6 @@ pub fn serve_one(
             device: s.device,
             hash,
             len,
-            lane_hashes,
         })
     });
     (addr, h)
