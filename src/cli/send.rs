@@ -201,6 +201,21 @@ fn lvm_identity(p: &ProbeReport) -> Fingerprint {
     Fingerprint(*h.finalize().as_bytes())
 }
 
+/// The identity a destination records after receiving all of `source` (a full send or a
+/// `verify --repair`): the LVM identity for a device device-mapper knows, so that a later
+/// `send <newer> --since <source>` matches it as its base; the content fingerprint otherwise.
+pub(super) fn target_identity(source: &Path, size: Bytes) -> anyhow::Result<Fingerprint> {
+    use std::os::unix::fs::FileTypeExt;
+    let is_block = std::fs::metadata(source).is_ok_and(|m| m.file_type().is_block_device());
+    let dm = is_block
+        .then(|| lvmsync::dm::probe(&source.display().to_string()).ok())
+        .flatten();
+    Ok(match dm {
+        Some(p) => lvm_identity(&p),
+        None => content_fingerprint(source, size)?,
+    })
+}
+
 /// Live LVM snapshots: changes from snapshot metadata, data read from the snapshot itself.
 fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let name = args.source.display().to_string();

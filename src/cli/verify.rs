@@ -308,7 +308,8 @@ fn report_diff(
 }
 
 /// The repair stream's header. It has no base: the comparison itself established what
-/// differs, so the receiver applies it with `force`.
+/// differs, so the receiver applies it with `force`. Its target is the identity a full send
+/// of `source` would record, so incremental sends can follow a repair-seeded destination.
 fn repair_header(source: &Path, size: u64, diff: &ChangeSet, block: u64) -> anyhow::Result<Header> {
     Ok(Header {
         source: source.display().to_string(),
@@ -317,7 +318,7 @@ fn repair_header(source: &Path, size: u64, diff: &ChangeSet, block: u64) -> anyh
         base_size: Bytes(0),
         block_size: Bytes(block),
         base: Fingerprint::NONE,
-        target: content_fingerprint(source, Bytes(size))?,
+        target: super::send::target_identity(source, Bytes(size))?,
         created_unix: lvmsync::journal::state::now_unix(),
         touched_bytes: diff.changed_bytes(),
     })
