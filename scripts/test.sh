@@ -37,7 +37,8 @@ stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage "host tests" cargo test --workspace --exclude lvmsync-vm-tests --no-fail-fast
 stage "guest tests" guest_tests
-# Host-driven: boots the guest five times and cuts its power mid-apply (see vm-tests/tests/powercut.rs).
+# Host-driven: boots the guest six times and cuts its power mid-apply, after a commit and mid-recover
+# (see vm-tests/tests/powercut.rs).
 stage "power cut" env LVMSYNC_BIN="$ROOT/target/guest-bin/lvmsync" cargo test -p lvmsync-vm-tests --test powercut -- --nocapture
 
 echo
