@@ -9,6 +9,11 @@
 //! tool waits on the disk (`thin_delta` reads with O_DIRECT, which would otherwise make it pay
 //! for disk reads lvmsync gets from the page cache). Peak RSS comes from `/usr/bin/time -f %M`.
 //!
+//! A second table does the same on kernel-made metadata (shared subtrees), taken from the file
+//! the guest generator caches (`LVMSYNC_BENCH_KERNEL_META`, default
+//! `~/.cache/lvmsync/bench/thin-kernel-1M.meta`; skipped when absent, see
+//! docs/performance.md); `LVMSYNC_BENCH_KERNEL_ONLY=1` runs only that table.
+//!
 //! Run: `cargo bench --bench thin_vs_thin_delta` (or build with `--no-run` and run the binary).
 
 #[path = "../tests/thin_support/mod.rs"]
@@ -19,7 +24,7 @@ use lvmsync::thin::{FileSource, Superblock};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use thin_support::{changeset_from_json, lvmsync_bin, restore, thin_delta, Device};
+use thin_support::{lvmsync_bin, restore, thin_delta, Device};
 
 /// Changed fractions of the table, in parts per 10,000, and their device ids.
 const CASES: [(u64, u64); 3] = [(10, 2), (100, 3), (1000, 4)];
@@ -53,30 +58,23 @@ fn timed(mut cmd: Command) -> (Duration, Vec<u8>) {
 }
 
 /// Best wall times of `runs` interleaved runs of `a` and `b` (A, B, B, A, ...), so machine
-/// load hits both alike; and `a`'s stdout.
+/// load hits both alike.
 fn best_interleaved(
     runs: u64,
     a: impl Fn() -> Command,
     b: impl Fn() -> Command,
-) -> (Duration, Duration, Vec<u8>) {
-    let (mut best_a, mut best_b, mut out) = (Duration::MAX, Duration::MAX, Vec::new());
+) -> (Duration, Duration) {
+    let (mut best_a, mut best_b) = (Duration::MAX, Duration::MAX);
     for r in 0..runs {
-        let order = if r % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for first_a in order {
-            if first_a {
-                let (t, o) = timed(a());
-                best_a = best_a.min(t);
-                out = o;
-            } else {
-                best_b = best_b.min(timed(b()).0);
-            }
-        }
+        let (first, second): (&dyn Fn() -> Command, &dyn Fn() -> Command) =
+            if r % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let t1 = timed(first()).0;
+        let t2 = timed(second()).0;
+        let (ta, tb) = if r % 2 == 0 { (t1, t2) } else { (t2, t1) };
+        best_a = best_a.min(ta);
+        best_b = best_b.min(tb);
     }
-    (best_a, best_b, out)
+    (best_a, best_b)
 }
 
 /// Peak RSS in KiB of one run of `program args`, via GNU time.
@@ -96,8 +94,16 @@ fn peak_rss_kib(program: &Path, args: &[String]) -> Option<u64> {
 }
 
 fn main() {
-    let mapped = env_u64("LVMSYNC_BENCH_MAPPED", 1_000_000);
     let runs = env_u64("LVMSYNC_BENCH_RUNS", 5);
+    if std::env::var_os("LVMSYNC_BENCH_KERNEL_ONLY").is_none() {
+        restored_table(runs);
+    }
+    kernel_table(runs);
+}
+
+/// The table on `thin_restore`d metadata (no shared subtrees).
+fn restored_table(runs: u64) {
+    let mapped = env_u64("LVMSYNC_BENCH_MAPPED", 1_000_000);
     let dir = tempfile::Builder::new()
         .prefix("lvmsync-thin-bench")
         .tempdir_in("/dev/shm")
@@ -140,66 +146,129 @@ fn main() {
         t.elapsed(),
         dir.path().display()
     );
-
-    let bin = lvmsync_bin();
-    println!(
-        "\n| changed | extents | thin_delta | lvmsync | speed-up | nodes read | lvmsync peak RSS | thin_delta peak RSS |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
+    print_header();
     for (per_10k, id) in CASES {
-        let args: Vec<String> = [
-            "diff",
-            "--json",
-            "--snap1",
-            "1",
-            "--snap2",
-            &id.to_string(),
-            "--thin-metadata",
-        ]
+        compare_row(&meta, &format!("{:.1}%", per_10k as f64 / 100.0), id, runs);
+    }
+}
+
+/// The kernel-made metadata cached by the guest generator (docs/performance.md): device 1 the
+/// base, 3/4/5 after 0.1/1/10% clustered rewrites, 6/7/8 after 0.1/1/10% scattered ones.
+fn kernel_table(runs: u64) {
+    let path = std::env::var_os("LVMSYNC_BENCH_KERNEL_META")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            Path::new(&home).join(".cache/lvmsync/bench/thin-kernel-1M.meta")
+        });
+    if !path.exists() {
+        println!(
+            "\nno kernel-made metadata at {} (set LVMSYNC_BENCH_KERNEL_META, or generate it: \
+             docs/performance.md); kernel-made table skipped",
+            path.display()
+        );
+        return;
+    }
+    // In /dev/shm, like the restored table, so neither tool waits on the disk.
+    let dir = tempfile::Builder::new()
+        .prefix("lvmsync-thin-kbench")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let meta = dir.path().join("kernel.meta");
+    let copied = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&path)
+        .arg(&meta)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "cp {}", path.display());
+    let src = FileSource::open(&meta).unwrap();
+    let sb = Superblock::read(&src, 0).unwrap();
+    let (base, base_walk) = diff_devices(&src, &sb, None, 1).unwrap();
+    println!(
+        "\nkernel-made metadata {}: device 1 maps {} blocks ({} nodes in a full walk)",
+        path.display(),
+        base.changed_bytes().0 / sb.data_block_bytes().0,
+        base_walk.nodes_read
+    );
+    print_header();
+    for (what, id) in [
+        ("0.1% clustered", 3),
+        ("1% clustered", 4),
+        ("10% clustered", 5),
+        ("0.1% scattered", 6),
+        ("1% scattered", 7),
+        ("10% scattered", 8),
+    ] {
+        compare_row(&meta, what, id, runs);
+    }
+}
+
+fn print_header() {
+    println!(
+        "\n| changed | extents | thin_delta | lvmsync | speed-up | nodes read | nodes of two full walks | lvmsync peak RSS | thin_delta peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+}
+
+/// One table row: device 1 against device `id` of `meta`, both tools side by side.
+fn compare_row(meta: &Path, what: &str, id: u64, runs: u64) {
+    let bin = lvmsync_bin();
+    let args: Vec<String> = [
+        "diff",
+        "--json",
+        "--snap1",
+        "1",
+        "--snap2",
+        &id.to_string(),
+        "--thin-metadata",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([meta.display().to_string()])
+    .collect();
+    let delta_args: Vec<String> = ["--snap1", "1", "--snap2", &id.to_string()]
         .iter()
         .map(|s| s.to_string())
         .chain([meta.display().to_string()])
         .collect();
-        let delta_args: Vec<String> = ["--snap1", "1", "--snap2", &id.to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([meta.display().to_string()])
-            .collect();
-        let (t_l, t_d, out) = best_interleaved(
-            runs,
-            || {
-                let mut c = Command::new(bin);
-                c.args(&args);
-                c
-            },
-            || {
-                let mut c = Command::new("thin_delta");
-                c.args(&delta_args);
-                c
-            },
-        );
-        let ours = changeset_from_json(&out);
-        assert_eq!(
-            ours,
-            thin_delta(&meta, 1, id),
-            "results differ for device {id}"
-        );
-        let src = FileSource::open(&meta).unwrap();
-        let sb = Superblock::read(&src, 0).unwrap();
-        let (_, stats) = diff_devices(&src, &sb, Some(1), id).unwrap();
-        let rss = |p: &Path, a: &[String]| {
-            peak_rss_kib(p, a).map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-        };
-        println!(
-            "| {:.1}% | {} | {:.1} ms | {:.1} ms | {:.1}x | {} | {} | {} |",
-            per_10k as f64 / 100.0,
-            ours.len(),
-            t_d.as_secs_f64() * 1e3,
-            t_l.as_secs_f64() * 1e3,
-            t_d.as_secs_f64() / t_l.as_secs_f64(),
-            stats.nodes_read,
-            rss(bin, &args),
-            rss(Path::new("/usr/sbin/thin_delta"), &delta_args),
-        );
-    }
+    let ours: lvmsync::ChangeSet = serde_json::from_slice(&timed(command(bin, &args)).1)
+        .expect("diff --json prints a change set");
+    assert_eq!(
+        ours,
+        thin_delta(meta, 1, id),
+        "results differ for device {id}"
+    );
+    let (t_l, t_d) = best_interleaved(
+        runs,
+        || command(bin, &args),
+        || command(Path::new("thin_delta"), &delta_args),
+    );
+    let src = FileSource::open(meta).unwrap();
+    let sb = Superblock::read(&src, 0).unwrap();
+    let (_, stats) = diff_devices(&src, &sb, Some(1), id).unwrap();
+    let full: u64 = [1, id]
+        .iter()
+        .map(|d| diff_devices(&src, &sb, None, *d).unwrap().1.nodes_read)
+        .sum();
+    let rss = |p: &Path, a: &[String]| {
+        peak_rss_kib(p, a).map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    };
+    println!(
+        "| {what} | {} | {:.1} ms | {:.1} ms | {:.1}x | {} | {full} | {} | {} |",
+        ours.len(),
+        t_d.as_secs_f64() * 1e3,
+        t_l.as_secs_f64() * 1e3,
+        t_d.as_secs_f64() / t_l.as_secs_f64(),
+        stats.nodes_read,
+        rss(bin, &args),
+        rss(Path::new("/usr/sbin/thin_delta"), &delta_args),
+    );
+}
+
+fn command(program: &Path, args: &[String]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args);
+    c
 }

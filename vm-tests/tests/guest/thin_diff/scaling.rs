@@ -6,6 +6,8 @@ use lvmsync::thin::live::diff_pool_devices_with_stats;
 use lvmsync_vm_tests::{run, run_status};
 use std::path::Path;
 
+mod kernel_meta;
+
 /// dm devices of the scaling benchmark, removed on drop (even when it panics).
 struct DmDevices(Vec<String>);
 
