@@ -1,0 +1,326 @@
+//! End-to-end network throughput (run with `cargo bench --bench transport_e2e`): the real
+//! `lvmsync send --base old new --to <scheme>://127.0.0.1:P/bench` into a real
+//! `lvmsync receive --listen ... --once` process that applies the stream into a fresh
+//! (sparse, all-zero) destination file through its journal and fdatasyncs at commit, against
+//! copies of the delta file the same send writes with `--to <file>`:
+//!
+//! - `cat delta > out` (GNU cat: copy_file_range, the bytes never leave the kernel),
+//! - `cat delta > out && sync --data out` (the same copy made durable, as the receiver's is),
+//! - `cat delta | cat > out` and its `&& sync --data out` twin (the bytes cross user space),
+//! - `send --to - | receive` (the whole pipeline without a network),
+//! - tcp://, tls:// (mutual TLS) and quic:// (striped over several QUIC streams).
+//!
+//! The new image (`LVMSYNC_BENCH_MIB`, default 1024) is half random, half compressible text
+//! over an all-zero old image, so the delta covers the whole device. Variants run interleaved,
+//! `LVMSYNC_BENCH_ROUNDS` rounds (default 3; `LVMSYNC_BENCH_ONLY=tls,tcp` for a subset, the
+//! `cat` rows always run); reports medians, the ratio of each row's throughput to each
+//! baseline, and the peak RSS of each side (`/usr/bin/time`). Every lvmsync run is checked:
+//! the destination's blake3 must equal the new image's.
+
+#[path = "../tests/transport_support/mod.rs"]
+mod transport_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+use transport_support::Pki;
+
+/// The lvmsync binary: `LVMSYNC_BIN` (a copy others' rebuilds cannot replace mid-run), else
+/// the one cargo built.
+fn bin() -> String {
+    std::env::var("LVMSYNC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lvmsync").to_string())
+}
+const TIME_FMT: &str = "MAXRSS_KB=%M";
+
+/// Old image: `mib` MiB of zeros (sparse). New image: half random, half compressible text.
+fn write_images(dir: &Path, mib: u64) -> (PathBuf, PathBuf) {
+    let (old, new) = (dir.join("old.img"), dir.join("new.img"));
+    std::fs::File::create(&old)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
+    let mut f = std::fs::File::create(&new).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut xof = blake3::Hasher::new().update(b"e2e").finalize_xof();
+    for _ in 0..mib / 2 {
+        xof.fill(&mut buf);
+        f.write_all(&buf).unwrap();
+    }
+    let text: Vec<u8> = (0..)
+        .flat_map(|i| format!("line {i:08} of compressible lvmsync benchmark text\n").into_bytes())
+        .take(1 << 20)
+        .collect();
+    for _ in mib / 2..mib {
+        f.write_all(&text).unwrap();
+    }
+    (old, new)
+}
+
+fn file_hash(p: &Path) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(p).unwrap()).unwrap();
+    h.finalize()
+}
+
+/// Peak RSS lines `/usr/bin/time -f MAXRSS_KB=%M` printed, in order.
+fn rss_lines(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("MAXRSS_KB="))
+        .map(|v| v.trim().parse().unwrap())
+        .collect()
+}
+
+/// One timed run: seconds, and peak RSS (KiB) of the sending and receiving side.
+#[derive(Clone, Copy)]
+struct Run {
+    secs: f64,
+    send_kib: u64,
+    recv_kib: u64,
+}
+
+/// Run a shell pipeline; `/usr/bin/time` lines on its stderr give the RSS of each side.
+fn shell(script: &str) -> Run {
+    let t = Instant::now();
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}: {err}");
+    let rss = rss_lines(&err);
+    Run {
+        secs,
+        send_kib: rss.first().copied().unwrap_or(0),
+        recv_kib: rss.get(1).copied().unwrap_or(0),
+    }
+}
+
+fn tls_args(pki: &Pki, server: bool) -> Vec<PathBuf> {
+    let (cert, key) = if server {
+        ("server.pem", "server.key")
+    } else {
+        ("client.pem", "client.key")
+    };
+    vec![pki.path(cert), pki.path(key), pki.path("ca.pem")]
+}
+
+/// `send --base old new --to scheme://...` into `receive --listen scheme://... --once`.
+fn network_run(scheme: &str, old: &Path, new: &Path, dest: &Path, st: &Path, pki: &Pki) -> Run {
+    let mut rx = Command::new("/usr/bin/time");
+    rx.args([
+        "-f",
+        TIME_FMT,
+        &bin(),
+        "receive",
+        "--once",
+        "--progress",
+        "none",
+    ])
+    .arg("--listen")
+    .arg(format!("{scheme}://127.0.0.1:0"))
+    .arg("--allow")
+    .arg(format!("bench={}", dest.display()))
+    .arg("--state-dir")
+    .arg(st);
+    if scheme != "tcp" {
+        let f = tls_args(pki, true);
+        rx.arg("--cert").arg(&f[0]).arg("--key").arg(&f[1]);
+        rx.arg("--client-ca").arg(&f[2]);
+    }
+    let mut rx = rx.stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(rx.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("lvmsync: listening on ")
+        .unwrap_or_else(|| panic!("unexpected receiver output {line:?}"))
+        .to_string();
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut tx = Command::new("/usr/bin/time");
+    tx.args([
+        "-f",
+        TIME_FMT,
+        &bin(),
+        "send",
+        "--progress",
+        "none",
+        "--base",
+    ])
+    .arg(old)
+    .arg(new)
+    .arg("--to")
+    .arg(format!("{scheme}://{addr}/bench"));
+    if scheme != "tcp" {
+        let f = tls_args(pki, false);
+        tx.arg("--cert").arg(&f[0]).arg("--key").arg(&f[1]);
+        tx.arg("--ca").arg(&f[2]);
+    }
+    let t = Instant::now();
+    let out = tx.output().unwrap();
+    let ok = rx.wait().unwrap().success();
+    let secs = t.elapsed().as_secs_f64();
+    let send_err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let recv_err = rest.join().unwrap();
+    assert!(
+        out.status.success() && ok,
+        "{scheme}: {send_err}\n{recv_err}"
+    );
+    Run {
+        secs,
+        send_kib: rss_lines(&send_err)[0],
+        recv_kib: rss_lines(&recv_err)[0],
+    }
+}
+
+fn median(mut v: Vec<Run>) -> Run {
+    v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    v[v.len() / 2]
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` discovery
+    }
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (mib, rounds) = (
+        env("LVMSYNC_BENCH_MIB", 1024),
+        env("LVMSYNC_BENCH_ROUNDS", 3),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = write_images(dir.path(), mib);
+    let pki = Pki::new();
+    let (delta, dest, out, st) = (
+        dir.path().join("delta.lvd"),
+        dir.path().join("dest.img"),
+        dir.path().join("cat.out"),
+        dir.path().join("state"),
+    );
+    let made = Command::new(bin())
+        .args(["send", "--progress", "none", "--base"])
+        .arg(&old)
+        .arg(&new)
+        .arg("--to")
+        .arg(&delta)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let want = file_hash(&new);
+    let (d, o) = (delta.display(), out.display());
+    let (s, t) = (st.display(), dest.display());
+    let timed = |tool: &str| format!("/usr/bin/time -f {TIME_FMT} {tool}");
+    let all = [
+        "cat",
+        "cat+sync",
+        "cat|cat",
+        "cat|cat+sync",
+        "pipe",
+        "tcp",
+        "tls",
+        "quic",
+    ];
+    let only = std::env::var("LVMSYNC_BENCH_ONLY").unwrap_or_default();
+    let names: Vec<&str> = all
+        .into_iter()
+        .filter(|n| only.is_empty() || n.starts_with("cat") || only.split(',').any(|o| o == *n))
+        .collect();
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); names.len()];
+    let load_before = load();
+    for _ in 0..rounds.max(1) {
+        for (i, name) in names.iter().enumerate() {
+            // Fresh destination and state for every run, and nothing dirty left from the last.
+            for p in [&out, &dest] {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = std::fs::remove_dir_all(&st);
+            std::fs::File::create(&dest)
+                .unwrap()
+                .set_len(mib << 20)
+                .unwrap();
+            Command::new("sync").status().unwrap();
+            let run = match *name {
+                "cat" => shell(&format!("{} '{d}' > '{o}'", timed("cat"))),
+                "cat+sync" => shell(&format!(
+                    "{} '{d}' > '{o}' && sync --data '{o}'",
+                    timed("cat")
+                )),
+                "cat|cat" => shell(&format!(
+                    "{} '{d}' | {} > '{o}'",
+                    timed("cat"),
+                    timed("cat")
+                )),
+                "cat|cat+sync" => shell(&format!(
+                    "{} '{d}' | {} > '{o}' && sync --data '{o}'",
+                    timed("cat"),
+                    timed("cat")
+                )),
+                "pipe" => shell(&format!(
+                    "{} send --progress none --base '{}' '{}' --to - | \
+                     {} receive --progress none --state-dir '{s}' '{t}'",
+                    timed(&bin()),
+                    old.display(),
+                    new.display(),
+                    timed(&bin())
+                )),
+                scheme => network_run(scheme, &old, &new, &dest, &st, &pki),
+            };
+            if name.starts_with("cat") {
+                assert_eq!(
+                    std::fs::metadata(&out).unwrap().len(),
+                    delta.metadata().unwrap().len()
+                );
+            } else {
+                assert_eq!(
+                    file_hash(&dest),
+                    want,
+                    "{name} left a different destination"
+                );
+            }
+            runs[i].push(run);
+        }
+    }
+    let med: Vec<Run> = runs.into_iter().map(median).collect();
+    let base = |n: &str| med[names.iter().position(|x| *x == n).unwrap()].secs;
+    let bases = ["cat", "cat+sync", "cat|cat", "cat|cat+sync"].map(|n| (n, base(n)));
+    let stream = delta.metadata().unwrap().len();
+    println!(
+        "transport e2e: {mib} MiB device, delta stream {:.1} MiB, median of {rounds}; \
+         load before {} after {}",
+        stream as f64 / (1 << 20) as f64,
+        load_before.trim(),
+        load().trim()
+    );
+    print!("  {:13} {:>8} {:>10}", "row", "median", "MiB/s");
+    for (n, _) in &bases {
+        print!(" {:>13}", format!("x {n}"));
+    }
+    println!("   peak RSS send / receive");
+    for (name, r) in names.iter().zip(&med) {
+        print!(
+            "  {name:13} {:7.3}s {:10.1}",
+            r.secs,
+            stream as f64 / (1 << 20) as f64 / r.secs
+        );
+        for (_, b) in &bases {
+            print!(" {:13.2}", b / r.secs);
+        }
+        println!(
+            "   {} / {} MiB",
+            r.send_kib.div_ceil(1024),
+            r.recv_kib.div_ceil(1024)
+        );
+    }
+}
