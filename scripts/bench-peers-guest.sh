@@ -33,9 +33,9 @@ disk=${VM_DISKS%% *}
 log() { printf '[%6.1f s] %s\n' "$(cut -d' ' -f1 /proc/uptime)" "$*"; }
 lvc() { lvcreate -q --yes "$@" >/dev/null; }
 now() { date +%s.%N; }
-# hash DEV: blake3 of DEV (every LV here is S MiB). b3sum reading the device itself was the
+# b3 DEV: blake3 of DEV (every LV here is S MiB). b3sum reading the device itself was the
 # fastest independent check under TCG (2.5x md5sum, sha1sum or cmp through dd pipes).
-hash() { b3sum --no-names "$1"; }
+b3() { b3sum --no-names "$1"; }
 # Cold data, warm tools: drop the page cache, then load each tool's code once (untimed) as
 # on a server where it was just run.
 drop_caches() {
@@ -112,8 +112,8 @@ EOF
 cat "$OUT/writes.txt"
 
 log "hashing the expected contents"
-want=$(hash $M-origin)
-[ "$(hash $M-thin)" = "$want" ] || { echo "thin and origin differ after the same writes" >&2; exit 1; }
+want=$(b3 $M-origin)
+[ "$(b3 $M-thin)" = "$want" ] || { echo "thin and origin differ after the same writes" >&2; exit 1; }
 log "target blake3 $want"
 
 # fresh_dest NAME: a thin snapshot of the old copy, active, as /dev/mapper/$VG-NAME.
@@ -152,7 +152,7 @@ for r in $(seq 1 "$ROUNDS"); do
         export D=$M-$name
         log "round $r: $v"
         timed "$OUT/$v.$r.log" "${CMD[$v]}"
-        got=$(hash "$D")
+        got=$(b3 "$D")
         ok=$([ "$rc" = 0 ] && [ "$got" = "$want" ] && echo equal || echo "DIFFERENT(rc=$rc)")
         log "round $r: $v: $secs s, exit $rc, destination $ok"
         printf '%s\t%s\t%s\t%s\n' "$v" "$r" "$secs" "$ok" >>"$OUT/times.tsv"

@@ -7,7 +7,8 @@
 # each tool then brings a destination holding the old copy up to date, through a pipe on the
 # same machine, and the destination is hashed against the source. See
 # scripts/bench-peers-guest.sh for the layout and docs/performance.md ("Versus the Ruby
-# lvmsync and rsync") for results. A benchmark, not a test: it takes 20-40 minutes under TCG.
+# lvmsync and rsync") for results. A benchmark, not a test: 1 GiB took 47 minutes under TCG on
+# a loaded 2-core host; plan well over an hour for the default 4 GiB.
 #
 # usage: LVMSYNC_RUBY_SRC=/path/to/ruby-lvmsync scripts/bench-peers.sh
 #   LVMSYNC_RUBY_SRC  a checkout of the Ruby lvmsync (https://github.com/mpalmer/lvmsync,
