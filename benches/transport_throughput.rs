@@ -7,6 +7,9 @@
 //! (`LVMSYNC_BENCH_ROUNDS`); reports the best and the median of each, and ratios of the bests. Page cache warm; no fsync on
 //! either side, so the comparison is of the pipes, not of the disk.
 
+#[path = "../tests/transport_support/mod.rs"]
+mod transport_support;
+
 use lvmsync::transport::{
     connect, Allow, ConnectOptions, Dest, ListenUrl, Listener, ServerOptions, TlsFiles,
 };
@@ -33,30 +36,6 @@ fn write_input(path: &Path, mib: u64) {
     for _ in half..mib {
         f.write_all(&text).unwrap();
     }
-}
-
-fn pki(dir: &Path) -> (TlsFiles, TlsFiles) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = p.self_signed(&ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    for who in ["server", "client"] {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        p.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-        std::fs::write(dir.join(format!("{who}.pem")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{who}.key")), key.serialize_pem()).unwrap();
-    }
-    let files = |who: &str| TlsFiles {
-        cert: Some(dir.join(format!("{who}.pem"))),
-        key: Some(dir.join(format!("{who}.key"))),
-        ca: Some(dir.join("ca.pem")),
-    };
-    (files("server"), files("client"))
 }
 
 fn copy(mut from: impl Read, to: &mut dyn Write) -> u64 {
@@ -164,7 +143,8 @@ fn main() {
     let input: PathBuf = dir.path().join("delta.bin");
     let output: PathBuf = dir.path().join("out.bin");
     write_input(&input, mib);
-    let (server, client) = pki(dir.path());
+    let pki = transport_support::Pki::new();
+    let (server, client) = (pki.server(), pki.client("client"));
     let expect = {
         let mut h = blake3::Hasher::new();
         h.update_reader(std::fs::File::open(&input).unwrap())
