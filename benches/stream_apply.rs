@@ -1,12 +1,14 @@
-//! Side-by-side apply benchmark (run with `cargo bench --bench stream_apply`):
-//! the same delta applied from a file with the undo journal (`apply`, which verifies the
-//! whole file first), without it (`--unsafe-no-journal`), piped into `receive` (journaled,
-//! verified once, as over a network), and copied with `cat delta > file && sync`; reports
-//! medians, ratios and peak RSS.
+//! Side-by-side apply benchmark (run with `cargo bench --bench stream_apply`): the same
+//! delta applied from a file with the undo journal (`apply`, which verifies the whole file
+//! first) and without it (`--unsafe-no-journal`), piped into `receive` (verified once, as
+//! over a network) with and without the journal, and copied with `cat delta > file && sync`;
+//! reports medians, the journal's cost as ratios, and peak RSS.
 //!
 //! The delta rewrites a whole device (`LVMSYNC_BENCH_MIB`, default 1024): half random,
-//! half compressible text, over a destination holding random data, so the journal must save
-//! every old byte (its worst case).
+//! half compressible text. Destinations: one holding random data, so the journal must save
+//! every old byte (its worst case), and one of zeroes (a sparse file: a first sync into a
+//! fresh device). Variants run interleaved, `LVMSYNC_BENCH_ROUNDS` times (default 3);
+//! `LVMSYNC_BENCH_BIN` names the lvmsync binary to time (default: the one cargo built).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,14 +70,35 @@ fn median(mut v: Vec<(f64, u64)>) -> (f64, u64) {
     v[v.len() / 2]
 }
 
+/// One measured variant: its label, command, destination image, and its times.
+struct Variant {
+    label: &'static str,
+    cmd: Command,
+    from: Option<PathBuf>,
+    runs: Vec<(f64, u64)>,
+}
+
 fn main() {
-    let mib: u64 = std::env::var("LVMSYNC_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let env = |k: &str, d: u64| -> u64 {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (mib, rounds) = (
+        env("LVMSYNC_BENCH_MIB", 1024),
+        env("LVMSYNC_BENCH_ROUNDS", 3),
+    );
     let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_lvmsync");
+    // A copy of the binary (`LVMSYNC_BENCH_BIN`) is safe from rebuilds during a long run.
+    let bin_path = std::env::var("LVMSYNC_BENCH_BIN");
+    let bin = bin_path.as_deref().unwrap_or(env!("CARGO_BIN_EXE_lvmsync"));
     let (src, old) = write_images(dir.path(), mib);
+    let zero = dir.path().join("zero.img");
+    std::fs::File::create(&zero)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
     let delta = dir.path().join("full.lvd");
     let st = dir.path().join("st");
     let dest = dir.path().join("dest.img");
@@ -89,71 +112,103 @@ fn main() {
     let time_fmt = "MAXRSS_KB=%M";
     let apply = |extra: &[&str]| {
         let mut c = Command::new("/usr/bin/time");
-        c.args([
-            "-f",
-            time_fmt,
-            bin,
-            "apply",
-            "--progress",
-            "none",
-            "--state-dir",
-        ])
-        .arg(&st)
-        .arg(&delta)
-        .arg(&dest)
-        .args(extra);
+        c.args(["-f", time_fmt, bin, "apply", "--progress", "none"])
+            .arg("--state-dir")
+            .arg(&st)
+            .arg(&delta)
+            .arg(&dest)
+            .args(extra);
+        c
+    };
+    let receive = |extra: &str| {
+        let mut c = Command::new("/usr/bin/time");
+        c.args(["-f", time_fmt, "sh", "-c"]).arg(format!(
+            "'{bin}' receive --progress none {extra} --state-dir '{}' '{}' < '{}'",
+            st.display(),
+            dest.display(),
+            delta.display()
+        ));
         c
     };
     let mut cat = Command::new("/usr/bin/time");
+    let cat_out = dir.path().join("cat.out");
     cat.args(["-f", time_fmt, "sh", "-c"]).arg(format!(
         "cat '{}' > '{}' && sync '{}'",
         delta.display(),
-        dir.path().join("cat.out").display(),
-        dir.path().join("cat.out").display()
+        cat_out.display(),
+        cat_out.display()
     ));
-    let mut receive = Command::new("/usr/bin/time");
-    receive.args(["-f", time_fmt, "sh", "-c"]).arg(format!(
-        "'{bin}' receive --progress none --state-dir '{}' '{}' < '{}'",
-        st.display(),
-        dest.display(),
-        delta.display()
-    ));
-    let reset = || {
-        std::fs::copy(&old, &dest).unwrap();
-        let _ = std::fs::remove_dir_all(&st);
-        Command::new("sync").status().unwrap();
+    let nj = "--unsafe-no-journal";
+    let v = |label, cmd, from: &PathBuf| Variant {
+        label,
+        cmd,
+        from: Some(from.clone()),
+        runs: Vec::new(),
     };
-    let (mut j, mut nj, mut r, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..3 {
-        reset();
-        j.push(timed(&mut apply(&[])));
-        reset();
-        nj.push(timed(&mut apply(&["--unsafe-no-journal"])));
-        reset();
-        r.push(timed(&mut receive));
-        reset();
-        c.push(timed(&mut cat));
+    let mut variants = vec![
+        v("apply, random dest (journaled)", apply(&[]), &old),
+        v("apply, random dest --unsafe-no-journal", apply(&[nj]), &old),
+        v(
+            "receive < delta, random dest (journaled)",
+            receive(""),
+            &old,
+        ),
+        v(
+            "receive < delta, random dest --unsafe-no-journal",
+            receive(nj),
+            &old,
+        ),
+        v("apply, zero dest (journaled)", apply(&[]), &zero),
+        v("apply, zero dest --unsafe-no-journal", apply(&[nj]), &zero),
+        Variant {
+            label: "cat delta > file && sync",
+            cmd: cat,
+            from: None,
+            runs: Vec::new(),
+        },
+    ];
+    for _ in 0..rounds {
+        for var in &mut variants {
+            let _ = std::fs::remove_file(&dest);
+            let _ = std::fs::remove_file(&cat_out);
+            let _ = std::fs::remove_dir_all(&st);
+            if let Some(from) = &var.from {
+                // A sparse copy keeps the zero destination's holes.
+                let cp = Command::new("cp")
+                    .arg("--sparse=always")
+                    .arg(from)
+                    .arg(&dest)
+                    .status()
+                    .unwrap();
+                assert!(cp.success());
+            }
+            Command::new("sync").status().unwrap();
+            var.runs.push(timed(&mut var.cmd));
+        }
     }
-    let (j, nj, r, c) = (median(j), median(nj), median(r), median(c));
     let stream = std::fs::metadata(&delta).unwrap().len();
-    println!("stream_apply: device {mib} MiB, stream {stream} bytes (median of 3)");
+    println!("stream_apply: device {mib} MiB, stream {stream} bytes (median of {rounds})");
+    let med: Vec<(f64, u64)> = variants.iter().map(|v| median(v.runs.clone())).collect();
+    for (var, (secs, rss)) in variants.iter().zip(&med) {
+        let all: Vec<String> = var.runs.iter().map(|r| format!("{:.2}", r.0)).collect();
+        println!(
+            "  {:50} {secs:6.2} s  peak RSS {rss:6} KiB  runs {}",
+            var.label,
+            all.join(" ")
+        );
+    }
+    for (what, j, n) in [
+        ("apply, random dest", 0, 1),
+        ("receive, random dest", 2, 3),
+        ("apply, zero dest", 4, 5),
+    ] {
+        println!(
+            "  journal cost, {what:22} (journaled / no journal): {:.2}x",
+            med[j].0 / med[n].0
+        );
+    }
     println!(
-        "  apply (journaled)        {:7.2} s  peak RSS {} KiB",
-        j.0, j.1
+        "  apply vs cat (cat / journaled apply, random dest):  {:.2}x",
+        med[6].0 / med[0].0
     );
-    println!(
-        "  apply --unsafe-no-journal{:7.2} s  peak RSS {} KiB",
-        nj.0, nj.1
-    );
-    println!(
-        "  receive < delta (journaled){:5.2} s  peak RSS {} KiB",
-        r.0, r.1
-    );
-    println!("  cat delta > file && sync {:7.2} s", c.0);
-    println!(
-        "  journal cost (journaled / no journal): {:.2}x",
-        j.0 / nj.0
-    );
-    println!("  apply vs cat (cat / journaled apply):  {:.2}x", c.0 / j.0);
-    println!("  receive vs cat (cat / receive):        {:.2}x", c.0 / r.0);
 }

@@ -27,7 +27,7 @@ use std::io::Read;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 
 /// Hand a batch to the writer once it holds this many plain bytes or records.
-const BATCH_BYTES: u64 = 32 << 20;
+const BATCH_BYTES: u64 = 16 << 20;
 const BATCH_RECORDS: usize = 512;
 /// Verified records the decoding thread may hold ready ahead of the journaler.
 const DECODED_AHEAD: usize = 4;

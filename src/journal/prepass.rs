@@ -122,3 +122,39 @@ pub(super) fn verify_and_journal<R: Read + Send>(
     }
     Ok(covered)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applying_pass_may_write_only_what_was_journaled_ahead() {
+        let mut c = Covered::default();
+        for (o, l) in [(0, 4096), (4096, 4096), (65536, 4096)] {
+            assert!(c.push(o, l));
+        }
+        assert_eq!(c.ranges, vec![(0, 8192), (65536, 69632)]);
+        assert!(c.check("d", 0, 4096).unwrap());
+        assert!(c.check("d", 4096, 4096).unwrap());
+        // A range in the gap (the file changed between the passes) is refused...
+        let err = c.check("d", 16384, 4096).unwrap_err().to_string();
+        assert!(err.contains("changed during the apply"), "{err}");
+        // ...as is one straddling a journaled range's end; past the part, journal as usual.
+        assert!(c.check("d", 65536, 8192).is_err());
+        assert!(!c.check("d", 69632, 4096).unwrap());
+    }
+
+    #[test]
+    fn journaling_ahead_stops_at_the_range_limit() {
+        let mut c = Covered::default();
+        for i in 0..MAX_RANGES as u64 {
+            assert!(c.push(i * 8192, 4096));
+        }
+        assert!(
+            c.push(MAX_RANGES as u64 * 8192 - 4096, 4096),
+            "adjacent: coalesced"
+        );
+        assert!(!c.push(MAX_RANGES as u64 * 8192 + 4096, 4096));
+        assert_eq!(c.ranges.len(), MAX_RANGES);
+    }
+}
