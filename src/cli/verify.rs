@@ -16,7 +16,6 @@ use lvmsync::blockhash::remote::{serve, HashClient, Served};
 use lvmsync::blockhash::tree::{differing_blocks, HashTree};
 use lvmsync::blockhash::{check_block_size, BlockExtents};
 use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport, DestPaths};
-use lvmsync::stream::fingerprint::content_fingerprint;
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
 use lvmsync::transport::{open_channel, Channel, Dest, Session};
