@@ -89,11 +89,11 @@ fn open_direct(path: &str) -> File {
 
 /// Builds the metadata described at [`STEPS`] and copies it to `$LVMSYNC_BENCH_OUT` (a file on
 /// a `--rw` share). Run (docs/performance.md):
-/// `vm-tests/run --disk 1G --rw DIR -- env LVMSYNC_BENCH_OUT=DIR/thin-kernel-1M.meta
+/// `vm-tests/run --mem 3G --module dm-zero --disk 1G --rw DIR -- env LVMSYNC_BENCH_OUT=DIR/thin-kernel-1M.meta
 /// target/release/deps/guest-<hash> --ignored --nocapture --test-threads=1
 /// thin_diff::scaling::kernel_meta::generate_kernel_metadata`.
 #[test]
-#[ignore = "benchmark input; needs vm-tests/run --disk 1G --rw DIR (see docs/performance.md)"]
+#[ignore = "benchmark input; needs vm-tests/run --mem 3G --module dm-zero --disk 1G --rw DIR (see docs/performance.md)"]
 fn generate_kernel_metadata() {
     lvmsync_vm_tests::require_guest();
     let blocks: u64 = std::env::var("LVMSYNC_BENCH_BLOCKS")
