@@ -134,7 +134,7 @@ fn boot(work: &Work, script: &str, cut: Option<(&dyn Fn() -> bool, f64)>) -> (i3
     );
     let t0 = Instant::now();
     let mut child = Command::new(repo().join("vm-tests/run"))
-        .args(["--timeout", "300", "--module", "ext4"])
+        .args(["--timeout", "600", "--module", "ext4"])
         .args(["--rw", &work.0.display().to_string(), "--", "bash", "-c"])
         .arg(format!("{prelude}{script}"))
         .spawn()
