@@ -200,11 +200,44 @@ impl<'s> TreeCursor<'s> {
         Ok(())
     }
 
+    /// The children of the internal node [`TreeCursor::expand`] has just read (the cursor is at
+    /// its first child); empty otherwise. These are the nodes a walk may open next.
+    pub fn fresh_children(&self) -> Vec<u64> {
+        match self.stack.last() {
+            Some(top) if top.idx == 0 && top.hdr.kind == NodeKind::Internal => self.children(top),
+            _ => Vec::new(),
+        }
+    }
+
+    /// All children of the internal node at the top of the path (empty if it is a leaf).
+    pub fn top_children(&self) -> Vec<u64> {
+        match self.stack.last() {
+            Some(top) if top.hdr.kind == NodeKind::Internal => self.children(top),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Pass a read-ahead hint for `blocks` to the source (see [`MetadataSource::prefetch`]).
+    pub fn prefetch(&self, blocks: &[u64]) {
+        if !blocks.is_empty() {
+            self.src.prefetch(blocks);
+        }
+    }
+
+    fn children(&self, frame: &Frame) -> Vec<u64> {
+        (0..frame.hdr.nr_entries)
+            .map(|i| frame.hdr.value_u64(&frame.buf, i))
+            .collect()
+    }
+
     /// Expand until the front is an entry or the end.
     pub fn next_entry(&mut self) -> Result<Front> {
         loop {
             match self.front() {
-                Front::Subtree { .. } => self.expand()?,
+                Front::Subtree { .. } => {
+                    self.expand()?;
+                    self.prefetch(&self.fresh_children());
+                }
                 other => return Ok(other),
             }
         }

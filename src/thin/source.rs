@@ -25,6 +25,11 @@ pub trait MetadataSource {
     fn nr_blocks(&self) -> u64;
     /// Read block `n` into `buf`; a block past the end is a [`Error::Corrupt`] error.
     fn read_block(&self, n: u64, buf: &mut Block) -> Result<()>;
+    /// Hint that `blocks` are about to be read, so a source that can read ahead issues those
+    /// reads together instead of paying one device round trip per node. Only a hint: errors
+    /// are ignored and the later [`MetadataSource::read_block`] checks everything. The default
+    /// does nothing (memory has no latency).
+    fn prefetch(&self, _blocks: &[u64]) {}
 }
 
 /// The error for a block number past the end of `src`.
@@ -128,6 +133,33 @@ impl MetadataSource for FileSource {
                 buf.copy_from_slice(&aligned.0);
                 Ok(())
             }
+        }
+    }
+
+    /// Buffered sources ask the page cache to read the blocks ahead (`POSIX_FADV_WILLNEED`,
+    /// one call per run of adjacent blocks); the kernel queues them all at once. `O_DIRECT`
+    /// reads bypass the page cache, so there it does nothing.
+    fn prefetch(&self, blocks: &[u64]) {
+        if self.direct.is_some() {
+            return;
+        }
+        let mut sorted: Vec<u64> = blocks
+            .iter()
+            .copied()
+            .filter(|&b| b < self.nr_blocks)
+            .collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let bs = METADATA_BLOCK_SIZE as u64;
+        let willneed = nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED;
+        for run in sorted.chunk_by(|a, b| a + 1 == *b) {
+            let (first, len) = (run[0], run.len() as u64);
+            let _ = nix::fcntl::posix_fadvise(
+                &self.file,
+                (first * bs) as i64,
+                (len * bs) as i64,
+                willneed,
+            );
         }
     }
 }
