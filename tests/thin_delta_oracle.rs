@@ -223,4 +223,17 @@ fn deep_trees_and_unrelated_devices_match_thin_delta() {
         );
     }
     assert_eq!(lvmsync_diff(&meta, None, 2), thin_dump_mapped(&meta, 2));
+
+    // The live path reads `_tmeta` with O_DIRECT and reads ahead on threads: same answers.
+    // (O_DIRECT needs a disk file system, so the copy lives under the target dir, not /tmp.)
+    let disk = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let direct_meta = disk.path().join("pool.meta");
+    std::fs::copy(&meta, &direct_meta).unwrap();
+    let direct = lvmsync::thin::FileSource::open_direct(&direct_meta).unwrap();
+    let sb = lvmsync::thin::Superblock::read(&direct, 0).unwrap();
+    for (a, b) in [(1, 2), (9, 2)] {
+        let (cs, stats) = lvmsync::thin::diff::diff_devices(&direct, &sb, Some(a), b).unwrap();
+        assert_eq!(cs, thin_delta(&meta, a, b), "O_DIRECT {a} -> {b}");
+        assert!(stats.nodes_read > 1000, "{a} -> {b}: {stats:?}");
+    }
 }
