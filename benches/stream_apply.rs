@@ -10,6 +10,9 @@
 //! fresh device). Variants run interleaved, `LVMSYNC_BENCH_ROUNDS` times (default 3);
 //! `LVMSYNC_BENCH_BIN` names the lvmsync binary to time (default: the one cargo built).
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -79,16 +82,7 @@ struct Variant {
 }
 
 fn main() {
-    let env = |k: &str, d: u64| -> u64 {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let (mib, rounds) = (
-        env("LVMSYNC_BENCH_MIB", 1024),
-        env("LVMSYNC_BENCH_ROUNDS", 3),
-    );
+    let (mib, rounds) = bench_support::mib_and_rounds();
     let dir = tempfile::tempdir().unwrap();
     // A copy of the binary (`LVMSYNC_BENCH_BIN`) is safe from rebuilds during a long run.
     let bin_path = std::env::var("LVMSYNC_BENCH_BIN");

@@ -17,14 +17,16 @@
 //! baseline, and the peak RSS of each side (`/usr/bin/time`). Every lvmsync run is checked:
 //! the destination's blake3 must equal the new image's.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
 #[path = "../tests/transport_support/mod.rs"]
 mod transport_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
-use transport_support::Pki;
+use transport_support::{listen_args, spawn_listening, Pki};
 
 /// The lvmsync binary: `LVMSYNC_BIN` (a copy others' rebuilds cannot replace mid-run), else
 /// the one cargo built.
@@ -115,27 +117,9 @@ fn network_run(scheme: &str, old: &Path, new: &Path, dest: &Path, st: &Path, pki
         "--once",
         "--progress",
         "none",
-    ])
-    .arg("--listen")
-    .arg(format!("{scheme}://127.0.0.1:0"))
-    .arg("--allow")
-    .arg(format!("bench={}", dest.display()))
-    .arg("--state-dir")
-    .arg(st);
-    if scheme != "tcp" {
-        let f = tls_args(pki, true);
-        rx.arg("--cert").arg(&f[0]).arg("--key").arg(&f[1]);
-        rx.arg("--client-ca").arg(&f[2]);
-    }
-    let mut rx = rx.stderr(Stdio::piped()).spawn().unwrap();
-    let mut err = BufReader::new(rx.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("lvmsync: listening on ")
-        .unwrap_or_else(|| panic!("unexpected receiver output {line:?}"))
-        .to_string();
+    ]);
+    let allow = format!("bench={}", dest.display());
+    let (mut rx, addr, mut err) = spawn_listening(listen_args(&mut rx, scheme, &allow, st, pki));
     let rest = std::thread::spawn(move || {
         let mut s = String::new();
         err.read_to_string(&mut s).unwrap();
@@ -190,16 +174,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` discovery
     }
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let (mib, rounds) = (
-        env("LVMSYNC_BENCH_MIB", 1024),
-        env("LVMSYNC_BENCH_ROUNDS", 3),
-    );
+    let (mib, rounds) = bench_support::mib_and_rounds();
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = write_images(dir.path(), mib);
     let pki = Pki::new();

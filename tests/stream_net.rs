@@ -5,11 +5,10 @@
 
 mod stream_util;
 mod transport_support;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use stream_util::*;
-use transport_support::Pki;
+use transport_support::{listen_args, spawn_listening, Pki};
 
 /// Start a one-shot listening receiver; returns it and its `host:port`.
 fn listen(scheme: &str, dest: &Path, st: &Path, pki: &Pki) -> (Child, String) {
@@ -26,29 +25,9 @@ fn listen_env(
 ) -> (Child, String) {
     let mut cmd = bin();
     cmd.envs(env.iter().copied());
-    cmd.args(["receive", "--once", "--progress", "none", "--listen"])
-        .arg(format!("{scheme}://127.0.0.1:0"))
-        .arg("--allow")
-        .arg(format!("copy={}", dest.display()))
-        .arg("--state-dir")
-        .arg(st);
-    if scheme != "tcp" {
-        cmd.arg("--cert")
-            .arg(pki.path("server.pem"))
-            .arg("--key")
-            .arg(pki.path("server.key"))
-            .arg("--client-ca")
-            .arg(pki.path("ca.pem"));
-    }
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("lvmsync: listening on ")
-        .unwrap_or_else(|| panic!("unexpected receiver output {line:?}"))
-        .to_string();
+    cmd.args(["receive", "--once", "--progress", "none"]);
+    let allow = format!("copy={}", dest.display());
+    let (child, addr, mut err) = spawn_listening(listen_args(&mut cmd, scheme, &allow, st, pki));
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     (child, addr)
 }

@@ -9,11 +9,10 @@ mod ssh_support;
 mod stream_util;
 mod transport_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Output};
 use stream_util::*;
-use transport_support::Pki;
+use transport_support::{listen_args, spawn_listening, Pki};
 
 const BS: usize = 16384;
 
@@ -112,29 +111,9 @@ impl Drop for Receiver {
 
 fn listen(scheme: &str, dest: &Path, st: &Path, pki: &Pki) -> Receiver {
     let mut cmd = bin();
-    cmd.args(["receive", "--progress", "none", "--listen"])
-        .arg(format!("{scheme}://127.0.0.1:0"))
-        .arg("--allow")
-        .arg(format!("copy={}", dest.display()))
-        .arg("--state-dir")
-        .arg(st);
-    if scheme != "tcp" {
-        cmd.arg("--cert")
-            .arg(pki.path("server.pem"))
-            .arg("--key")
-            .arg(pki.path("server.key"))
-            .arg("--client-ca")
-            .arg(pki.path("ca.pem"));
-    }
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("lvmsync: listening on ")
-        .unwrap_or_else(|| panic!("unexpected receiver output {line:?}"))
-        .to_string();
+    cmd.args(["receive", "--progress", "none"]);
+    let allow = format!("copy={}", dest.display());
+    let (child, addr, mut err) = spawn_listening(listen_args(&mut cmd, scheme, &allow, st, pki));
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::stderr()));
     Receiver { child, addr }
 }

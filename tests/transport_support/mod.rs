@@ -1,5 +1,6 @@
 //! Shared helpers for the transport tests: a throwaway PKI made with rcgen, deterministic test
-//! bytes, and a receiving server thread that hashes what it gets.
+//! bytes, a receiving server thread that hashes what it gets, and the start of a listening
+//! `lvmsync receive` process (its arguments, and the address it announces on stderr).
 #![allow(dead_code)]
 
 use lvmsync::transport::{Allow, ListenUrl, Listener, ServerOptions, TlsFiles};
@@ -7,9 +8,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::thread::JoinHandle;
 
 /// A CA and the server/client certificates it signed, as PEM files in a temp dir.
@@ -167,4 +169,47 @@ pub fn serve_one(
 /// Format `addr` for a URL (bracketing IPv6).
 pub fn hostport(addr: SocketAddr) -> String {
     addr.to_string()
+}
+
+/// Append `--listen <scheme>://127.0.0.1:0 --allow <allow> --state-dir <state_dir>` to a
+/// prepared `lvmsync receive` command and, for every scheme but tcp, the server certificate,
+/// key and client CA from `pki`.
+pub fn listen_args<'a>(
+    cmd: &'a mut Command,
+    scheme: &str,
+    allow: &str,
+    state_dir: &Path,
+    pki: &Pki,
+) -> &'a mut Command {
+    cmd.arg("--listen")
+        .arg(format!("{scheme}://127.0.0.1:0"))
+        .arg("--allow")
+        .arg(allow)
+        .arg("--state-dir")
+        .arg(state_dir);
+    if scheme != "tcp" {
+        cmd.arg("--cert")
+            .arg(pki.path("server.pem"))
+            .arg("--key")
+            .arg(pki.path("server.key"))
+            .arg("--client-ca")
+            .arg(pki.path("ca.pem"));
+    }
+    cmd
+}
+
+/// Spawn a prepared `lvmsync receive --listen` command with its stderr piped and wait for its
+/// `lvmsync: listening on <addr>` line. Returns the child, that `host:port`, and the rest of
+/// its stderr, which the caller must drain (or the receiver may block writing to it).
+pub fn spawn_listening(cmd: &mut Command) -> (Child, String, BufReader<ChildStderr>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("lvmsync: listening on ")
+        .unwrap_or_else(|| panic!("unexpected receiver output {line:?}"))
+        .to_string();
+    (child, addr, err)
 }
