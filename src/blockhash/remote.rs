@@ -11,6 +11,7 @@
 
 use super::tree::{HashTree, TreePeer, MAX_NODES_PER_ASK};
 use crate::error::{Error, Result};
+use crate::transport::frame::fill_or_eof;
 use crate::units::Bytes;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -42,15 +43,8 @@ fn send(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
 /// Read one message; `Ok(None)` is a clean end before its first byte.
 fn recv(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
     let mut h = [0u8; 5];
-    let mut got = 0;
-    while got < h.len() {
-        match r.read(&mut h[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    if !fill_or_eof(r, &mut h)? {
+        return Ok(None);
     }
     let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
     if len > MAX_MESSAGE {

@@ -160,18 +160,28 @@ pub enum Incoming {
     Control(Control),
 }
 
-/// Read one frame header (and a control payload). `Ok(None)` is a clean EOF before any byte.
-pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Incoming>> {
-    let mut h = [0u8; HEADER];
+/// Fill `buf` completely from `r`, retrying interrupted reads. `Ok(false)` is a clean EOF
+/// before the first byte; an EOF after it is `UnexpectedEof`. Shared by the framed control
+/// channel and the blockhash query messages, whose headers are read the same way.
+pub(crate) fn fill_or_eof(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     let mut got = 0;
-    while got < HEADER {
-        match r.read(&mut h[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+    Ok(true)
+}
+
+/// Read one frame header (and a control payload). `Ok(None)` is a clean EOF before any byte.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Incoming>> {
+    let mut h = [0u8; HEADER];
+    if !fill_or_eof(r, &mut h)? {
+        return Ok(None);
     }
     let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
     if h[0] == TLS_HANDSHAKE {
