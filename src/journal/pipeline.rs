@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::stream::{Item, StreamReader};
 use std::io::Read;
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
 
 /// Hand a batch to the writer once it holds this many plain bytes or records.
 const BATCH_BYTES: u64 = 16 << 20;
@@ -169,7 +170,7 @@ impl Journaler<'_, '_> {
                 }
                 Item::Resume(_) => {
                     return Err(Error::Integrity {
-                        stream: "stream".into(),
+                        stream: self.name.into(),
                         detail: "is a continuation (starts with a resume marker); apply it \
                                  with `lvmsync receive --resume`"
                             .into(),
@@ -210,23 +211,33 @@ impl Journaler<'_, '_> {
     fn wait_synced(&mut self) -> Result<()> {
         self.send(Work::Sync)?;
         let mut msgs = Vec::new();
+        let mut synced = false;
         for msg in self.done.iter() {
-            let synced = matches!(msg, Done::Synced);
+            synced = matches!(msg, Done::Synced);
             msgs.push(msg);
             if synced {
                 break;
             }
         }
         self.note(msgs);
-        Ok(())
+        if synced {
+            Ok(())
+        } else {
+            // The writer hung up before confirming: its error is what `run_records` reports.
+            Err(self.writer_stopped())
+        }
     }
 
     fn send(&self, w: Work) -> Result<()> {
-        // The writer only hangs up after an error, which `run_records` reports instead.
-        self.work.send(w).map_err(|_| Error::Destination {
+        self.work.send(w).map_err(|_| self.writer_stopped())
+    }
+
+    /// The writer only hangs up after an error, which `run_records` reports instead.
+    fn writer_stopped(&self) -> Error {
+        Error::Destination {
             dest: "destination".into(),
             detail: "the writer stopped".into(),
-        })
+        }
     }
 
     fn note(&mut self, msgs: Vec<Done>) {
@@ -250,11 +261,19 @@ fn write_batches(
     work: &Receiver<Work>,
     done: &std::sync::mpsc::Sender<Done>,
 ) -> Result<()> {
+    // A failed background sync must fail the apply: the kernel reports a writeback error to
+    // the first sync that sees it, so a later sync of the same file may well succeed.
+    let flush_error: Mutex<Option<Error>> = Mutex::new(None);
+    let take_flush_error = || flush_error.lock().unwrap_or_else(|p| p.into_inner()).take();
     std::thread::scope(|s| {
         let (flush_tx, flush_rx) = sync_channel::<()>(1);
+        let flush_error = &flush_error;
         s.spawn(move || {
             while flush_rx.recv().is_ok() {
-                let _ = d.sync(); // errors resurface at the final sync
+                if let Err(e) = d.sync() {
+                    let mut first = flush_error.lock().unwrap_or_else(|p| p.into_inner());
+                    first.get_or_insert(e);
+                }
             }
         });
         for w in work.iter() {
@@ -266,13 +285,17 @@ fn write_batches(
                 }
                 Work::Sync => {
                     d.sync()?;
+                    if let Some(e) = take_flush_error() {
+                        return Err(e);
+                    }
                     Done::Synced
                 }
             };
             let _ = done.send(msg);
         }
         Ok(())
-    })
+    })?;
+    take_flush_error().map_or(Ok(()), Err)
 }
 
 /// Write one batch; returns bytes written.
