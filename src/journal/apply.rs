@@ -6,7 +6,8 @@
 //! If anything fails later — a truncated stream, a corrupt record, a trailer whose root hash
 //! does not match — the journal is rolled back, so the destination ends byte-identical to
 //! what it was. `lvmsync apply` of a delta *file* additionally verifies the whole file before
-//! starting ([`verify_stream`]), so a bad file writes nothing at all.
+//! starting ([`apply_file`], which journals the old bytes while it verifies), so a bad file
+//! writes nothing at all.
 
 use super::dest::Destination;
 use super::format::JournalHead;

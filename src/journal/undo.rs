@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::stream::encode::is_zero;
 use crate::stream::record::Checkpoint;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Journal writes are whole blocks of this size at offsets that are multiples of it.
@@ -227,21 +227,19 @@ impl UndoJournal {
 /// Open the journal for writing (`create`: a new file, refusing to replace one) with
 /// `O_DIRECT` if the filesystem allows it, else buffered.
 fn open(path: &Path, create: bool) -> Result<File> {
-    let opts = |direct: bool| {
-        let mut o = OpenOptions::new();
-        o.write(true);
-        if create {
-            // After a refused direct open the file may exist, empty: then reuse it.
-            o.create_new(direct).create(true);
-        }
-        if direct {
-            o.custom_flags(nix::libc::O_DIRECT);
-        }
-        o.open(path)
-    };
-    match opts(true) {
-        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => opts(false),
-        r => r,
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(create)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    // Set after opening (the mirror of `drop_direct`), so a filesystem without `O_DIRECT`
+    // needs no second open; it refuses the flag with EINVAL and the journal stays buffered.
+    let direct = fcntl(&file, FcntlArg::F_GETFL)
+        .map(|f| OFlag::from_bits_truncate(f) | OFlag::O_DIRECT)
+        .and_then(|f| fcntl(&file, FcntlArg::F_SETFL(f)));
+    match direct {
+        Ok(_) | Err(nix::errno::Errno::EINVAL) => Ok(file),
+        Err(e) => Err(Error::io(path, std::io::Error::from(e))),
     }
-    .map_err(|e| Error::io(path, e))
 }
