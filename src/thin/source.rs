@@ -191,16 +191,22 @@ impl MetadataSource for FileSource {
 
 impl FileSource {
     /// Read `blocks` with `O_DIRECT` on [`PREFETCH_THREADS`] threads into the read-ahead map
-    /// (up to [`PREFETCH_LIMIT`] blocks held; read errors are left for the real read).
+    /// (at most [`PREFETCH_LIMIT`] blocks held; read errors are left for the real read).
     fn read_ahead_direct(&self, blocks: &[u64]) {
-        let held = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).len();
-        let room = PREFETCH_LIMIT.saturating_sub(held);
-        let wanted: Vec<u64> = blocks
-            .iter()
-            .copied()
-            .filter(|&b| b < self.nr_blocks)
-            .take(room)
-            .collect();
+        let wanted: Vec<u64> = {
+            let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+            // A hinted block can go unread (the walk found it shared at another depth); when
+            // such leftovers would crowd out new hints, drop them rather than stop reading ahead.
+            if ahead.len() + blocks.len() > PREFETCH_LIMIT {
+                ahead.clear();
+            }
+            blocks
+                .iter()
+                .copied()
+                .filter(|b| *b < self.nr_blocks && !ahead.contains_key(b))
+                .take(PREFETCH_LIMIT)
+                .collect()
+        };
         if wanted.len() < 2 {
             return;
         }
