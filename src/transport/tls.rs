@@ -89,11 +89,12 @@ fn feed(conn: &mut rustls::Connection, mut bytes: &[u8], sock: &TcpStream) -> io
 }
 
 impl TlsRead {
-    /// Move decrypted plaintext into `out[got..]`; `Ok(0)` when rustls holds none.
-    fn drain(conn: &mut rustls::Connection, out: &mut [u8]) -> io::Result<usize> {
+    /// Move decrypted plaintext into `out` (not empty): `Some(n)` bytes, `Some(0)` once the
+    /// peer has closed cleanly (close_notify), `None` when rustls holds no plaintext yet.
+    fn drain(conn: &mut rustls::Connection, out: &mut [u8]) -> io::Result<Option<usize>> {
         match conn.reader().read(out) {
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -110,15 +111,24 @@ impl Read for TlsRead {
         loop {
             {
                 let mut conn = lock(&self.shared)?;
-                let mut got = Self::drain(&mut conn, out)?;
+                let mut got = 0;
+                let mut closed = false;
                 // rustls holds at most ~16 KiB of plaintext at a time: alternate feeding
-                // ciphertext and draining plaintext until `out` is full or we run dry.
-                while got < out.len() && self.start < self.end {
+                // ciphertext and draining plaintext until `out` is full, we run dry, or the
+                // peer's close_notify ends the stream (returned at once, not after its FIN).
+                loop {
+                    match Self::drain(&mut conn, &mut out[got..])? {
+                        Some(0) => closed = true,
+                        Some(n) => got += n,
+                        None => {}
+                    }
+                    if closed || got == out.len() || self.start == self.end {
+                        break;
+                    }
                     let used = feed(&mut conn, &self.buf[self.start..self.end], &self.sock)?;
                     self.start += used;
-                    got += Self::drain(&mut conn, &mut out[got..])?;
                 }
-                if got > 0 {
+                if got > 0 || closed {
                     return Ok(got);
                 }
             }
