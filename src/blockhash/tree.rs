@@ -97,8 +97,6 @@ impl Level {
 /// The block hashes of one file or device's first `len` bytes, and the levels above them.
 #[derive(Debug)]
 pub struct HashTree {
-    block_size: Bytes,
-    len: Bytes,
     /// `levels[0]` are the block hashes; the last level holds the root (empty input: one
     /// empty level).
     levels: Vec<Level>,
@@ -147,19 +145,14 @@ impl Builder {
 }
 
 impl HashTree {
-    /// The tree over `leaves`, the hashes of consecutive `block_size` blocks of `len` bytes.
-    pub fn from_leaves(
-        block_size: Bytes,
-        len: Bytes,
-        leaves: impl IntoIterator<Item = blake3::Hash>,
-    ) -> Result<Self> {
+    /// The tree over `leaves`, the hashes of consecutive blocks (tests build trees directly).
+    #[cfg(test)]
+    fn from_leaves(leaves: impl IntoIterator<Item = blake3::Hash>) -> Result<Self> {
         let mut b = Builder::default();
         for h in leaves {
             b.add(0, h)?;
         }
         Ok(HashTree {
-            block_size,
-            len,
             levels: b.finish()?,
         })
     }
@@ -187,25 +180,8 @@ impl HashTree {
             return Err(e);
         }
         Ok(HashTree {
-            block_size,
-            len,
             levels: b.finish()?,
         })
-    }
-
-    /// The block size of the leaves.
-    pub fn block_size(&self) -> Bytes {
-        self.block_size
-    }
-
-    /// How many bytes the leaves cover.
-    pub fn len(&self) -> Bytes {
-        self.len
-    }
-
-    /// True when the tree covers no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.len.0 == 0
     }
 
     /// Number of blocks (leaves).
@@ -305,7 +281,7 @@ mod tests {
     /// A tree whose leaf `i` is the hash of `seed(i)`.
     fn tree(blocks: u64, seed: impl Fn(u64) -> u64) -> HashTree {
         let leaves = (0..blocks).map(|i| leaf(seed(i)));
-        HashTree::from_leaves(Bytes(4096), Bytes(blocks * 4096), leaves).unwrap()
+        HashTree::from_leaves(leaves).unwrap()
     }
 
     /// Counts what a peer is asked, to check the descent skips equal subtrees.
