@@ -27,15 +27,7 @@ fn kill_9_during_resumed_apply_leaves_base_or_target() {
             let p = e.unwrap().path();
             std::fs::copy(&p, st.join(p.file_name().unwrap())).unwrap();
         }
-        let o = receive(cut, &dest, &st, &["--resumable"]);
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        err.split("--resume ")
-            .nth(1)
-            .unwrap()
-            .split('`')
-            .next()
-            .unwrap()
-            .to_string()
+        resume_token(&receive(cut, &dest, &st, &["--resumable"]))
     };
     let token = reset();
     let rest = at(&d, "rest.lvd");

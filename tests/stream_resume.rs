@@ -42,13 +42,9 @@ fn cut_receive(s: &Setup, stream: &[u8]) -> String {
     let o = receive(stream, &s.dest, &s.st, &["--resumable"]);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(o.status.code(), Some(5), "{err}");
-    let token = err
-        .split("--resume ")
-        .nth(1)
-        .and_then(|t| t.split('`').next())
-        .unwrap_or_else(|| panic!("no resume token in {err}"));
+    let token = resume_token(&o);
     assert_eq!(token.len(), 128, "{err}");
-    token.to_string()
+    token
 }
 
 fn state_dir_has_journal(st: &Path) -> bool {
@@ -104,13 +100,7 @@ fn partial_apply_is_rolled_back_by_recover_and_bad_continuations_refused() {
         let o = receive(&rest[..rest.len() / 2], &s.dest, &s.st, &["--resume"]);
         let err = String::from_utf8_lossy(&o.stderr).to_string();
         assert_eq!(o.status.code(), Some(5), "{err}");
-        err.split("--resume ")
-            .nth(1)
-            .unwrap()
-            .split('`')
-            .next()
-            .unwrap()
-            .to_string()
+        resume_token(&o)
     };
     assert_ne!(token, token2, "the second cut should have made progress");
     // Giving up: recover restores exactly the base.

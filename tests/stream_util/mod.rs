@@ -149,6 +149,17 @@ pub fn apply(delta: &Path, dest: &Path, st: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The resume token an interrupted resumable receive names in its error
+/// (``... `lvmsync receive --resume <token>` ...``).
+pub fn resume_token(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr);
+    err.split("--resume ")
+        .nth(1)
+        .and_then(|t| t.split('`').next())
+        .unwrap_or_else(|| panic!("no resume token in {err}"))
+        .to_string()
+}
+
 /// Run `lvmsync receive <dest>` with `stream` piped to stdin.
 pub fn receive(stream: &[u8], dest: &Path, st: &Path, extra: &[&str]) -> Output {
     receive_env(stream, dest, st, extra, &[])
