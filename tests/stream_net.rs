@@ -193,24 +193,7 @@ fn network_transfer_resumes_after_the_receiver_is_killed() {
             .parse()
             .unwrap()
     };
-    let full_delta: u64 = {
-        let o = bin()
-            .args([
-                "send",
-                "--progress",
-                "none",
-                "--block-size",
-                "16384",
-                "--base",
-            ])
-            .arg(&v0)
-            .arg(&v1)
-            .arg("--to")
-            .arg(at(&d, "whole.lvd"))
-            .output()
-            .unwrap();
-        sent(&o)
-    };
+    let full_delta = sent(&send_base(&v0, &v1, at(&d, "whole.lvd")));
     assert!(
         sent(&second) < full_delta,
         "resumed send re-sent everything"

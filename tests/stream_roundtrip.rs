@@ -135,20 +135,7 @@ fn cli_send_base_delta_chain_through_pipe_and_file() {
         mutate(&mut img, &mut rng, 5);
         let cur = at(&d, &format!("v{step}.img"));
         write(&cur, &img);
-        let send = bin()
-            .args([
-                "send",
-                "--progress",
-                "none",
-                "--block-size",
-                "16384",
-                "--base",
-            ])
-            .arg(&prev)
-            .arg(&cur)
-            .args(["--to", "-"])
-            .output()
-            .unwrap();
+        let send = send_base(&prev, &cur, "-");
         ok(&send);
         // Only changed blocks travel: far less than the image.
         assert!(

@@ -250,6 +250,25 @@ pub fn recover(dest: &Path, st: &Path) -> Output {
         .unwrap()
 }
 
+/// `lvmsync send --base <old> <new> --to <to>` with 16 KiB blocks (`to`: a path or `-`).
+pub fn send_base(old: &Path, new: &Path, to: impl AsRef<std::ffi::OsStr>) -> Output {
+    bin()
+        .args([
+            "send",
+            "--progress",
+            "none",
+            "--block-size",
+            "16384",
+            "--base",
+        ])
+        .arg(old)
+        .arg(new)
+        .arg("--to")
+        .arg(to)
+        .output()
+        .unwrap()
+}
+
 /// `lvmsync send --base <v0> <v1> --to -` with 16 KiB blocks and a checkpoint every 256 KiB,
 /// continuing after the checkpoint named by `resume`; returns the stream.
 pub fn send_checkpointed(v0: &Path, v1: &Path, resume: Option<&str>) -> Vec<u8> {
