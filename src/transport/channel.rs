@@ -83,9 +83,14 @@ impl Channel for FramedChannel {
     }
 
     fn close(mut self: Box<Self>) -> Result<()> {
-        let closed = self
+        let closed = match self
             .end_writes()
-            .and_then(|()| self.write.get_mut().close());
+            .and_then(|()| self.write.get_mut().close())
+        {
+            // The far side answered `quit` and ended the session first: nothing was lost.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        };
         closed.map_err(|e| Error::Transport {
             endpoint: self.endpoint.clone(),
             detail: format!("closing: {e}"),

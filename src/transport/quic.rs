@@ -172,7 +172,15 @@ impl Read for QuicRead {
 
 /// A lost connection, with the reason the peer gave (a refused certificate, for instance).
 fn lost(e: &quinn::ConnectionError) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, describe_conn(e))
+    // Code 0 is how a side that has finished closes (`QuicKeep`'s "done"): `NotConnected`
+    // lets a caller that is done too tell that apart from a failure.
+    let kind = match e {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == 0u32.into() => {
+            io::ErrorKind::NotConnected
+        }
+        _ => io::ErrorKind::ConnectionAborted,
+    };
+    io::Error::new(kind, describe_conn(e))
 }
 
 fn duplex(
