@@ -2,16 +2,16 @@
 //! connection striped over a chosen number of parallel streams.
 
 use super::channel::{Channel, FramedChannel};
-use super::conn::{Conn, FileConn, NetConn};
+use super::conn::{say_hello, Conn, FileConn, NetConn};
 use super::duplex::{self, Duplex};
-use super::frame::{read_control, Control, DataReader};
+use super::frame::{Control, DataReader};
 use super::quic::{QuicClient, MAX_LANES};
 use super::ssh::{self, SshConn, SshOptions};
 use super::tls;
 use super::tlsconf::{self, TlsFiles};
 use super::url::{Dest, NetDest, Scheme};
 use crate::{Error, Result};
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -152,20 +152,7 @@ fn query_hello(
     let hello = Control::Query {
         name: nd.name.clone(),
     };
-    let lost = |e: io::Error| net_err(nd, format!("no answer to our hello: {e}"));
-    d.write.write_all(&hello.encode()).map_err(lost)?;
-    d.write.flush().map_err(lost)?;
-    match read_control(&mut d.read) {
-        Ok(Control::Accept(_)) => {}
-        Ok(Control::Refuse(why)) => return Err(net_err(nd, format!("refused: {why}"))),
-        Ok(other) => {
-            return Err(net_err(
-                nd,
-                format!("unexpected {other:?} instead of an accept"),
-            ))
-        }
-        Err(e) => return Err(lost(e)),
-    }
+    say_hello(&nd.to_string(), &mut d, &hello)?;
     let read: Box<dyn Read + Send> = Box::new(DataReader::new(d.read));
     Ok(Box::new(FramedChannel::new(
         nd.to_string(),

@@ -118,6 +118,30 @@ fn transport(endpoint: &str, detail: impl Into<String>) -> Error {
     }
 }
 
+/// Send `hello` (a `Hello` or `Query`) on `duplex` and wait for the receiver's answer: its
+/// Accept token (empty unless it offers a resume point), or an error naming `endpoint` and
+/// why: refused, no answer, or a peer that does not speak lvmsync's transport protocol.
+pub(crate) fn say_hello(endpoint: &str, duplex: &mut Duplex, hello: &Control) -> Result<Vec<u8>> {
+    let lost = |e: io::Error| transport(endpoint, format!("no answer to our hello: {e}"));
+    duplex.write.write_all(&hello.encode()).map_err(lost)?;
+    duplex.write.flush().map_err(lost)?;
+    match read_control(&mut duplex.read) {
+        Ok(Control::Accept(token)) => Ok(token),
+        Ok(Control::Refuse(why)) => Err(transport(endpoint, format!("refused: {why}"))),
+        Ok(other) => Err(transport(
+            endpoint,
+            format!("unexpected {other:?} instead of an accept"),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData && !e.to_string().contains("TLS") => {
+            Err(transport(
+                endpoint,
+                format!("the server did not answer in the lvmsync transport protocol ({e}); check the scheme and port"),
+            ))
+        }
+        Err(e) => Err(lost(e)),
+    }
+}
+
 impl NetConn {
     /// Say hello on `duplex`, wait for Accept, and start reading acknowledgements. The byte
     /// stream is striped over the main stream and the `lanes` (extra QUIC streams, each
@@ -134,23 +158,8 @@ impl NetConn {
             lanes: u16::try_from(lanes.len())
                 .map_err(|_| transport(&endpoint, "too many lanes"))?,
         };
-        let lost = |e: io::Error| transport(&endpoint, format!("no answer to our hello: {e}"));
-        duplex.write.write_all(&hello.encode()).map_err(lost)?;
-        duplex.write.flush().map_err(lost)?;
-        let resume = match read_control(&mut duplex.read) {
-            Ok(Control::Accept(token)) => (!token.is_empty()).then_some(token),
-            Ok(Control::Refuse(why)) => return Err(transport(&endpoint, format!("refused: {why}"))),
-            Ok(other) => {
-                return Err(transport(&endpoint, format!("unexpected {other:?} instead of an accept")))
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData && !e.to_string().contains("TLS") => {
-                return Err(transport(
-                    &endpoint,
-                    format!("the server did not answer in the lvmsync transport protocol ({e}); check the scheme and port"),
-                ))
-            }
-            Err(e) => return Err(lost(e)),
-        };
+        let token = say_hello(&endpoint, &mut duplex, &hello)?;
+        let resume = (!token.is_empty()).then_some(token);
         let acks = Arc::new(Mutex::new(Acks::default()));
         let answer = {
             let acks = acks.clone();

@@ -13,7 +13,7 @@
 use lvmsync::dm::lvm::{create_cow_snapshot, create_thin_snapshot};
 use lvmsync::dm::name::lv_dm_name;
 use lvmsync::units::Bytes;
-use lvmsync_vm_tests::{lvmsync, lvmsync_bin, run, write_at, VolumeGroup};
+use lvmsync_vm_tests::{lvmsync_bin, run, write_at, VolumeGroup};
 use std::process::{Command, Stdio};
 
 const MIB: u64 = 1 << 20;
@@ -70,14 +70,7 @@ fn assert_same(got: &str, want: &str, what: &str) {
 
 /// `lvmsync <args>`; panic with its stderr unless it succeeds.
 fn lvmsync_ok(args: &[&str]) {
-    let out = lvmsync(args);
-    assert!(
-        out.status.success(),
-        "`lvmsync {}` failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(&lvmsync_bin().to_string_lossy(), args);
 }
 
 /// `lvmsync send <send_args> --to <file>`, then `lvmsync apply <file> <dest>`. Returns the
