@@ -224,12 +224,13 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let size = snap.size.0;
     let (changes, base) = match &args.since {
         Some(since) => {
-            let changes = lvmsync::dm::diff_live(&name, Some(since), false)?;
-            (changes, Some(lvmsync::dm::probe(since)?))
+            let base = lvmsync::dm::probe(since)?;
+            let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
+            (changes, Some(base))
         }
         // A full sync of a thin snapshot: its mapped ranges, and discards for the holes.
         None if snap.kind == DeviceKind::Thin => {
-            let mapped = lvmsync::dm::diff_live(&name, None, false)?;
+            let mapped = lvmsync::dm::diff_probed(&snap, None, false)?;
             (with_holes_discarded(&mapped, size)?, None)
         }
         // A full sync of any other device: every byte, zero runs sparse.

@@ -27,10 +27,16 @@ use std::path::PathBuf;
 pub fn diff_live(snapshot: &str, since: Option<&str>, force: bool) -> Result<ChangeSet> {
     let new = probe(snapshot)?;
     let old = since.map(probe).transpose()?;
+    diff_probed(&new, old.as_ref(), force)
+}
+
+/// [`diff_live`] on devices already probed (`send` needs the reports too; a probe of a COW
+/// snapshot reads every dm device's table, tens of ioctls that cost seconds under QEMU/TCG).
+pub fn diff_probed(new: &ProbeReport, old: Option<&ProbeReport>, force: bool) -> Result<ChangeSet> {
     match new.kind {
-        DeviceKind::Thin => diff_thin(&new, old.as_ref(), force),
-        DeviceKind::CowSnapshot => diff_cow(&new, old.as_ref()),
-        kind => Err(not_a_snapshot(&new, kind)),
+        DeviceKind::Thin => diff_thin(new, old, force),
+        DeviceKind::CowSnapshot => diff_cow(new, old),
+        kind => Err(not_a_snapshot(new, kind)),
     }
 }
 

@@ -4,6 +4,12 @@
 //! Threads: one reader (`pread` of the source), `workers` encoders, and the caller's thread
 //! writing the stream. A token channel holding `in_flight` tokens bounds the chunks that
 //! exist at once, so memory is about `in_flight × 2 × chunk` whatever the device size.
+//!
+//! Small extents travel together: the reader packs up to [`PIECES_PER_JOB`] extents (at most
+//! `chunk` bytes) into one job, so the thread hand-offs (two channel sends, a token and the
+//! lock on the job queue) are paid per job, not per 4 KiB extent. A COW snapshot's changes
+//! are mostly single 4 KiB chunks; one hand-off each cost more than their read (6 ms an
+//! extent in the QEMU/TCG guest, docs/performance.md, "Versus the Ruby lvmsync and rsync").
 
 use super::header::Header;
 use super::record::{Checkpoint, Compression, DataRecord, Totals};
@@ -66,9 +72,20 @@ pub struct SendSummary {
     pub totals: Totals,
 }
 
+/// Extents a job carries at most (each is still its own record or records).
+const PIECES_PER_JOB: usize = 64;
+
 enum Job {
     Discard(u64, u64),
-    Data(u64, Vec<u8>),
+    /// Source bytes of consecutive extents in one buffer: `(offset, length)` of each piece.
+    Data(Vec<(u64, usize)>, Vec<u8>),
+}
+
+/// The reader's job under construction: pieces read back to back into one buffer.
+#[derive(Default)]
+struct Pieces {
+    pieces: Vec<(u64, usize)>,
+    buf: Vec<u8>,
 }
 
 enum Part {
@@ -124,34 +141,50 @@ pub fn send_changes<W: Write>(
         let reader_res = res_tx.clone();
         s.spawn(move || {
             let mut seq = 0u64;
+            // Send one job (its token is already taken); false when the pipeline stopped.
+            let mut send = |job: Job| {
+                let ok = job_tx.send((seq, job)).is_ok();
+                seq += 1;
+                ok
+            };
+            let mut job = Pieces::default();
             for e in changes.extents() {
                 let (off, len) = (e.offset.0, e.length.0);
                 if e.kind == ExtentKind::Removed {
-                    if token_rx.recv().is_err()
-                        || job_tx.send((seq, Job::Discard(off, len))).is_err()
+                    let data = std::mem::take(&mut job);
+                    if (!data.pieces.is_empty() && !send(Job::Data(data.pieces, data.buf)))
+                        || token_rx.recv().is_err()
+                        || !send(Job::Discard(off, len))
                     {
                         return;
                     }
-                    seq += 1;
                     continue;
                 }
                 let mut pos = off;
                 while pos < off + len {
                     let n = (off + len - pos).min(chunk as u64) as usize;
-                    if token_rx.recv().is_err() {
+                    let full = job.buf.len() + n > chunk || job.pieces.len() >= PIECES_PER_JOB;
+                    if full && !job.pieces.is_empty() {
+                        let data = std::mem::take(&mut job);
+                        if !send(Job::Data(data.pieces, data.buf)) {
+                            return;
+                        }
+                    }
+                    if job.pieces.is_empty() && token_rx.recv().is_err() {
                         return;
                     }
-                    let mut buf = vec![0u8; n];
-                    if let Err(err) = file.read_exact_at(&mut buf, pos) {
+                    let at = job.buf.len();
+                    job.buf.resize(at + n, 0);
+                    if let Err(err) = file.read_exact_at(&mut job.buf[at..], pos) {
                         let _ = reader_res.send((seq, Err(Error::io(source, err))));
                         return;
                     }
-                    if job_tx.send((seq, Job::Data(pos, buf))).is_err() {
-                        return;
-                    }
-                    seq += 1;
+                    job.pieces.push((pos, n));
                     pos += n as u64;
                 }
+            }
+            if !job.pieces.is_empty() {
+                send(Job::Data(job.pieces, job.buf));
             }
         });
         for _ in 0..opts.workers.max(1) {
@@ -170,7 +203,7 @@ pub fn send_changes<W: Write>(
                     let Ok((seq, job)) = job else { return };
                     let parts = match job {
                         Job::Discard(o, l) => Ok(vec![Part::Discard(o, l)]),
-                        Job::Data(o, buf) => encode_chunk(o, &buf, zblock, &mut zc),
+                        Job::Data(pieces, buf) => encode_pieces(&pieces, &buf, zblock, &mut zc),
                     };
                     if tx.send((seq, parts)).is_err() {
                         return;
@@ -273,6 +306,22 @@ pub fn is_zero(b: &[u8]) -> bool {
         && words.remainder().iter().all(|&x| x == 0)
 }
 
+/// Encode each piece of a job's buffer (`pieces` lie back to back in `buf`).
+fn encode_pieces(
+    pieces: &[(u64, usize)],
+    buf: &[u8],
+    zblock: usize,
+    zc: &mut zstd::bulk::Compressor<'_>,
+) -> Result<Vec<Part>> {
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for &(offset, n) in pieces {
+        parts.extend(encode_chunk(offset, &buf[at..at + n], zblock, zc)?);
+        at += n;
+    }
+    Ok(parts)
+}
+
 /// Split one chunk into zero runs and data runs, hashing and compressing the data runs.
 fn encode_chunk(
     offset: u64,
@@ -333,4 +382,79 @@ fn encode_data(offset: u64, plain: &[u8], zc: &mut zstd::bulk::Compressor<'_>) -
         hash,
         payload,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changeset::Extent;
+    use crate::stream::{Fingerprint, Item, StreamReader};
+    use crate::units::Bytes;
+
+    /// Many scattered 4 KiB extents (some all zero) with discards between them: packed
+    /// several to a job, they must still come out as one record each, in order, with zero
+    /// pieces as zero records and discards where they were.
+    #[test]
+    fn small_extents_packed_into_jobs_keep_their_records_and_order() {
+        let mut img = vec![0u8; 4 << 20];
+        let (mut extents, mut want) = (Vec::new(), Vec::new());
+        for i in 0..300u64 {
+            let offset = i * 12288;
+            if i % 50 == 25 {
+                extents.push(Extent::new(offset, 4096, ExtentKind::Removed));
+                want.push(Item::Discard { offset, len: 4096 });
+                continue;
+            }
+            extents.push(Extent::new(offset, 4096, ExtentKind::Changed));
+            if i % 7 == 0 {
+                want.push(Item::Zero { offset, len: 4096 });
+                continue;
+            }
+            let at = offset as usize;
+            for (k, b) in img[at..at + 4096].iter_mut().enumerate() {
+                *b = (k as u64 * 31 + i * 7 + 1) as u8;
+            }
+            let data = img[at..at + 4096].to_vec();
+            want.push(Item::Data { offset, data });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.img");
+        std::fs::write(&src, &img).unwrap();
+        let changes = ChangeSet::from_extents(Bytes(4096), extents).unwrap();
+        let header = Header {
+            source: "test".into(),
+            source_uuid: String::new(),
+            device_size: Bytes(img.len() as u64),
+            base_size: Bytes(img.len() as u64),
+            block_size: Bytes(4096),
+            base: Fingerprint::NONE,
+            target: Fingerprint::NONE,
+            created_unix: 1,
+            touched_bytes: changes.changed_bytes(),
+        };
+        let opts = EncodeOptions {
+            workers: 3,
+            in_flight: 2,
+            ..EncodeOptions::default()
+        };
+        let (out, summary) = send_changes(
+            &src,
+            &changes,
+            &header,
+            Vec::new(),
+            "t",
+            opts,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(summary.discard_bytes, 6 * 4096);
+        let mut reader = StreamReader::open(&out[..], "t").unwrap();
+        let mut got = Vec::new();
+        while let Some(item) = reader.next_item().unwrap() {
+            if !matches!(item, Item::Checkpoint(_)) {
+                got.push(item);
+            }
+        }
+        assert_eq!(got, want);
+    }
 }
