@@ -16,8 +16,8 @@
 //! so work is bounded by the number of metadata blocks even for hostile input. Memory is one
 //! block per level.
 
-use super::node::{NodeHeader, NodeKind};
-use super::source::{Block, MetadataSource, METADATA_BLOCK_SIZE};
+use super::node::{NodeHeader, NodeKind, NODE_HEADER_SIZE};
+use super::source::{le_u64, Block, MetadataSource, METADATA_BLOCK_SIZE};
 use crate::error::{Error, Result};
 
 /// Deepest tree accepted. 4 KiB nodes at the kernel's minimum fill reach 2^64 keys in fewer
@@ -45,6 +45,41 @@ pub enum Front {
     },
     /// Every entry has been passed.
     End,
+}
+
+/// The not-yet-passed entries of the leaf at a cursor's front, as the node's raw bytes
+/// (checked by [`NodeHeader::decode`]): entry `i` has key `keys[8i..8i+8]` and value
+/// `values[value_size*i..value_size*(i+1)]`, little-endian.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafRest<'b> {
+    /// The keys, 8 bytes each.
+    pub keys: &'b [u8],
+    /// The values, `value_size` bytes each.
+    pub values: &'b [u8],
+    /// Size of one value.
+    pub value_size: usize,
+}
+
+impl LeafRest<'_> {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.keys.len() / 8
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Key `i`.
+    pub fn key(&self, i: usize) -> u64 {
+        le_u64(self.keys, 8 * i)
+    }
+
+    /// The first 8 bytes of value `i` as a little-endian `u64`.
+    pub fn value_u64(&self, i: usize) -> u64 {
+        le_u64(self.values, self.value_size * i)
+    }
 }
 
 /// One read node on the path from the root to the front.
@@ -128,6 +163,37 @@ impl<'s> TreeCursor<'s> {
             }
             _ => &[],
         }
+    }
+
+    /// The rest of the leaf the front entry is in: the keys and values from the front to the
+    /// leaf's end, as the raw bytes of the node (`None` unless the front is a leaf entry). Lets
+    /// the diff compare two leaves' worth of entries at once; [`TreeCursor::skip_leaf_rest`]
+    /// then moves past them.
+    pub fn leaf_rest(&self) -> Option<LeafRest<'_>> {
+        let top = self.stack.last()?;
+        if self.pending_root.is_some() || top.hdr.kind != NodeKind::Leaf {
+            return None;
+        }
+        let (idx, n, vs) = (top.idx, top.hdr.nr_entries, top.hdr.value_size);
+        let values_at = NODE_HEADER_SIZE + 8 * top.hdr.max_entries;
+        Some(LeafRest {
+            keys: &top.buf[NODE_HEADER_SIZE + 8 * idx..NODE_HEADER_SIZE + 8 * n],
+            values: &top.buf[values_at + vs * idx..values_at + vs * n],
+            value_size: vs,
+        })
+    }
+
+    /// Move past every entry [`TreeCursor::leaf_rest`] returns (nothing unless the front is a
+    /// leaf entry).
+    pub fn skip_leaf_rest(&mut self) {
+        if self.pending_root.is_some() {
+            return;
+        }
+        match self.stack.last_mut() {
+            Some(top) if top.hdr.kind == NodeKind::Leaf => top.idx = top.hdr.nr_entries,
+            _ => return,
+        }
+        self.pop_exhausted();
     }
 
     /// Move past the front (an entry, or a subtree without reading it).

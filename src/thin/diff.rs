@@ -67,6 +67,9 @@ pub fn diff_trees(
                 stats.shared_subtrees_skipped += 1;
             }
             (Front::Entry { key: ka, value: va }, Front::Entry { key: kb, value: vb }) => {
+                if ka == kb && diff_same_keyed_leaves(&mut old, &mut new, &mut out)? {
+                    continue;
+                }
                 if ka == kb {
                     if BlockTime::from_raw(va).data_block != BlockTime::from_raw(vb).data_block {
                         out.emit(ka, ExtentKind::Changed)?;
@@ -129,6 +132,35 @@ pub fn diff_trees(
     Ok((out.finish()?, stats))
 }
 
+/// If the rest of both cursors' current leaves hold the same keys (a leaf the kernel copied on
+/// write keeps its keys; only changed values differ), compare them in one pass over the raw
+/// arrays, emit the changed blocks, move both cursors past the leaves and return `true`.
+/// Otherwise do nothing and return `false` (the caller steps entry by entry).
+fn diff_same_keyed_leaves(
+    old: &mut TreeCursor<'_>,
+    new: &mut TreeCursor<'_>,
+    out: &mut Emitter<'_>,
+) -> Result<bool> {
+    let (Some(a), Some(b)) = (old.leaf_rest(), new.leaf_rest()) else {
+        return Ok(false);
+    };
+    if a.keys != b.keys {
+        return Ok(false);
+    }
+    if a.values != b.values {
+        for i in 0..a.len() {
+            let (va, vb) = (a.value_u64(i), b.value_u64(i));
+            if va != vb && BlockTime::from_raw(va).data_block != BlockTime::from_raw(vb).data_block
+            {
+                out.emit(a.key(i), ExtentKind::Changed)?;
+            }
+        }
+    }
+    old.skip_leaf_rest();
+    new.skip_leaf_rest();
+    Ok(true)
+}
+
 /// After `this` opened an internal node, read ahead those of its children that `other`'s
 /// current node does not share: they are the nodes the walk will open next (shared ones are
 /// skipped unread), and a source that reads them together (the page cache's read-ahead) does
@@ -138,8 +170,12 @@ fn prefetch_unshared(this: &TreeCursor<'_>, other: &TreeCursor<'_>) {
     if fresh.is_empty() {
         return;
     }
-    let theirs = other.top_children();
-    let unshared: Vec<u64> = fresh.into_iter().filter(|b| !theirs.contains(b)).collect();
+    let mut theirs = other.top_children();
+    theirs.sort_unstable();
+    let unshared: Vec<u64> = fresh
+        .into_iter()
+        .filter(|b| theirs.binary_search(b).is_err())
+        .collect();
     this.prefetch(&unshared);
 }
 

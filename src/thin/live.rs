@@ -195,9 +195,8 @@ fn release_held() {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(name) = held.take() {
         if let Err(e) = Pool::open(&name).and_then(|p| p.message("release_metadata_snap")) {
-            eprintln!(
-                "lvmsync: warning: {e}; release it by hand: dmsetup message {name} 0 \
-                 release_metadata_snap"
+            tracing::warn!(
+                "{e}; release it by hand: dmsetup message {name} 0 release_metadata_snap"
             );
         }
     }

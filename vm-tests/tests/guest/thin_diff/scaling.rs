@@ -7,6 +7,7 @@ use lvmsync_vm_tests::{run, run_status};
 use std::path::Path;
 
 mod kernel_meta;
+mod node_cost;
 
 /// dm devices of the scaling benchmark, removed on drop (even when it panics).
 struct DmDevices(Vec<String>);

@@ -234,6 +234,19 @@ fn thin_delta_extents(xml: &str) -> Vec<(u64, u64, String)> {
     merge(blocks.into_iter())
 }
 
+/// A loop device holding a copy of the generated metadata `$LVMSYNC_BENCH_META` (`thin_delta`
+/// and `O_DIRECT` need a block device: tmpfs refuses `O_DIRECT`).
+pub fn loop_copy() -> lvmsync_vm_tests::LoopDevice {
+    lvmsync_vm_tests::require_guest();
+    let file = std::env::var("LVMSYNC_BENCH_META").expect("set LVMSYNC_BENCH_META");
+    let mib = std::fs::metadata(&file).unwrap().len().div_ceil(1 << 20);
+    let copy = lvmsync_vm_tests::LoopDevice::new(mib);
+    let of = format!("of={}", copy.path);
+    let iff = format!("if={file}");
+    run("dd", &[&iff, &of, "bs=4M", "conv=sparse", "status=none"]);
+    copy
+}
+
 /// The guest half of the comparison on the generated metadata (`$LVMSYNC_BENCH_META`, e.g. the
 /// cached file on a `--rw` share): device 1 against 3..=8 with `thin_delta`, the release
 /// `lvmsync` CLI and the library in-process, on one loop-device copy (`thin_delta` opens it
@@ -244,13 +257,7 @@ fn thin_delta_extents(xml: &str) -> Vec<(u64, u64, String)> {
 #[test]
 #[ignore = "benchmark; needs the generated metadata (see docs/performance.md)"]
 fn compare_kernel_metadata() {
-    lvmsync_vm_tests::require_guest();
-    let file = std::env::var("LVMSYNC_BENCH_META").expect("set LVMSYNC_BENCH_META");
-    let mib = std::fs::metadata(&file).unwrap().len().div_ceil(1 << 20);
-    let copy = lvmsync_vm_tests::LoopDevice::new(mib);
-    let of = format!("of={}", copy.path);
-    let iff = format!("if={file}");
-    run("dd", &[&iff, &of, "bs=4M", "conv=sparse", "status=none"]);
+    let copy = loop_copy();
     let (t_exec, _) = best_of(3, || run("thin_delta", &["-V"]));
     println!(
         "thin_delta exec alone (thin_delta -V): {:.1} ms",
