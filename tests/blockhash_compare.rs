@@ -2,7 +2,8 @@
 //! the library and by `lvmsync diff --base OLD NEW [--json]`; size mismatches, bad block sizes
 //! and unreadable inputs.
 
-use lvmsync::blockhash::{compare_files, hash_blocks, hash_file};
+use lvmsync::blockhash::{compare_and_fingerprint, compare_files, hash_blocks, hash_file};
+use lvmsync::stream::fingerprint::content_fingerprint;
 use lvmsync::units::Bytes;
 use lvmsync::{ChangeSet, ExtentKind};
 use proptest::prelude::*;
@@ -258,6 +259,76 @@ fn hash_list_matches_blake3_of_each_block() {
     let mut seen = Vec::new();
     hash_blocks(&path, Bytes(bs as u64), |i, _| seen.push(i)).unwrap();
     assert_eq!(seen, (0..expect.len() as u64).collect::<Vec<_>>());
+}
+
+/// A sparse file of `len` bytes holding `runs` of `(offset, bytes)` written over holes (cut
+/// at `len`).
+fn sparse_file(path: &Path, len: u64, runs: &[(u64, &[u8])]) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(len).unwrap();
+    let mut bytes = vec![0u8; len as usize];
+    for &(at, run) in runs.iter().filter(|r| r.0 < len) {
+        let run = &run[..run.len().min((len - at) as usize)];
+        f.write_all_at(run, at).unwrap();
+        bytes[at as usize..at as usize + run.len()].copy_from_slice(run);
+    }
+    bytes
+}
+
+#[test]
+fn one_pass_compare_of_sparse_images_finds_changes_and_both_fingerprints() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old.img"), dir.path().join("new.img"));
+    let data = random_bytes(3 * MIB as usize, 21);
+    // Old: holes, a data run, an explicitly written zero run (data that reads as zero).
+    let zeros = vec![0u8; MIB as usize];
+    let old_bytes = sparse_file(
+        &old,
+        11 * MIB + 100,
+        &[(2 * MIB, &data[..MIB as usize]), (6 * MIB, &zeros)],
+    );
+    // New: longer; the same run at 2 MiB plus an edit, data over old's holes and zero run,
+    // and zeros written over old's hole at 9 MiB (equal: both read as zero).
+    let mut edited = data[..MIB as usize].to_vec();
+    edited[12345] ^= 0x55;
+    for new_len in [13 * MIB + 7, 5 * MIB + 3] {
+        let new_bytes = sparse_file(
+            &new,
+            new_len,
+            &[
+                (2 * MIB, &edited),
+                (4 * MIB + 4096, &data[MIB as usize..MIB as usize + 10_000]),
+                (6 * MIB + 65536, &data[..5]),
+                (9 * MIB, &zeros),
+            ],
+        );
+        for bs in [4096u64, 65536, 4 * MIB] {
+            let found = compare_and_fingerprint(&old, &new, Bytes(bs)).unwrap();
+            let edits: Vec<usize> = (0..old_bytes.len().max(new_bytes.len()))
+                .filter(|&i| old_bytes.get(i) != new_bytes.get(i))
+                .collect();
+            let want = truth(old_bytes.len() as u64, new_len, bs, &edits);
+            assert_eq!(
+                triples(&found.changes),
+                want,
+                "len {new_len} block size {bs}"
+            );
+            assert_eq!(
+                triples(&compare_files(&old, &new, Bytes(bs)).unwrap()),
+                want
+            );
+            let (fo, fnew) = found.fingerprints.unwrap();
+            assert_eq!(fo, content_fingerprint(&old, found.old_len).unwrap());
+            assert_eq!(fnew, content_fingerprint(&new, found.new_len).unwrap());
+            assert_ne!(fo, fnew);
+        }
+        // Hole blocks hash as zero blocks.
+        let list = hash_file(&new, Bytes(65536)).unwrap();
+        let expect: Vec<blake3::Hash> = new_bytes.chunks(65536).map(blake3::hash).collect();
+        assert_eq!(list.hashes, expect);
+    }
 }
 
 proptest! {

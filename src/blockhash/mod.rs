@@ -4,8 +4,10 @@
 //! `block_size` block of both with blake3 and reporting the blocks whose hashes differ. Its
 //! cost grows with the device size, not with the changes, so it is the fallback for sources
 //! that keep no record of what changed; the COW and thin readers are preferred where they apply.
-//! The same walker hashes a single device into a per-block hash list ([`hash_file`]), which is
-//! what a remote side needs to find differences without sending data.
+//! Two local inputs are compared byte for byte in one pass, which can also produce both
+//! content fingerprints ([`compare_and_fingerprint`]). The same walker hashes a single device
+//! into a per-block hash list ([`hash_file`]), which is what a remote side needs to find
+//! differences without sending data. Holes of sparse files are never read.
 //!
 //! # Different sizes
 //! Blocks are compared over the common length (the last common block may be short). When the
@@ -16,6 +18,8 @@
 //! Hashing reads the inputs while they may change; compare snapshots, or quiesced devices, to
 //! get a consistent answer.
 
+mod compare;
+pub mod holes;
 pub mod remote;
 pub mod tree;
 mod walker;
@@ -24,6 +28,7 @@ use crate::changeset::{ChangeSetBuilder, Extent, ExtentKind};
 use crate::error::{Error, Result};
 use crate::units::Bytes;
 use crate::ChangeSet;
+pub use compare::Compared;
 use std::fs::File;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
@@ -80,23 +85,41 @@ fn open_input(path: &Path) -> Result<(Input, u64)> {
         nix::fcntl::PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
     );
     let path = path.to_path_buf();
-    Ok((Input { file, path }, len))
+    Ok((Input { file, path, len }, len))
 }
 
 /// The blocks of `block_size` bytes whose contents differ between `old` and `new`, as
 /// `changed` extents, plus the longer input's tail as `added` (new is longer) or `removed`.
+/// Blocks are compared byte for byte (holes of sparse files unread).
 pub fn compare_files(old: &Path, new: &Path, block_size: Bytes) -> Result<ChangeSet> {
+    Ok(compare(old, new, block_size, false)?.changes)
+}
+
+/// [`compare_files`] and, from the same read of both inputs, the content fingerprints
+/// ([`crate::stream::fingerprint`]) of `old` and `new` over their whole lengths: one pass
+/// where a compare followed by two fingerprints would read everything twice.
+pub fn compare_and_fingerprint(old: &Path, new: &Path, block_size: Bytes) -> Result<Compared> {
+    compare(old, new, block_size, true)
+}
+
+fn compare(old: &Path, new: &Path, block_size: Bytes, fingerprints: bool) -> Result<Compared> {
     check_block_size(block_size)?;
-    let (old_in, old_len) = open_input(old)?;
-    let (new_in, new_len) = open_input(new)?;
-    let common = old_len.min(new_len);
-    let mut found = BlockExtents::new(block_size, Bytes(common));
-    walk(&[old_in, new_in], common, block_size.0, |block, h| {
-        if h[0] != h[1] {
-            found.push_block(block);
-        }
-    })?;
-    found.finish(Bytes(old_len), Bytes(new_len))
+    let (old_in, _) = open_input(old)?;
+    let (new_in, _) = open_input(new)?;
+    compare::compare_inputs(&[old_in, new_in], block_size, fingerprints)
+}
+
+/// Hash the first `size` bytes of the file or device at `path` in leaves of
+/// [`crate::stream::fingerprint::LEAF`], calling `visit` with each leaf's hash in order; bytes
+/// past its end count as zeroes. Holes and all-zero leaves are not hashed.
+pub fn hash_leaves(path: &Path, size: Bytes, mut visit: impl FnMut(&blake3::Hash)) -> Result<()> {
+    let (input, _) = open_input(path)?;
+    walk(
+        &[input],
+        size.0,
+        crate::stream::fingerprint::LEAF,
+        |_, h| visit(&h[0]),
+    )
 }
 
 /// Turns differing block indices into the extents a block-hash compare reports, so every

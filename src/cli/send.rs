@@ -163,16 +163,22 @@ pub fn clip_to(changes: &ChangeSet, size: u64) -> anyhow::Result<ChangeSet> {
 }
 
 /// Images and plain devices: everything (full, sparse) or a block-hash delta against --base.
+/// With --base, one pass over both inputs finds the changed blocks and both fingerprints.
 fn plan_image(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let src = &args.source;
     let size = device_size(src)?;
-    let changes = match &args.base {
-        Some(old) => clip_to(
-            &lvmsync::blockhash::compare_files(old, src, Bytes(block))
-                .with_context(|| format!("comparing {} with {}", old.display(), src.display()))?,
-            size,
-        )?,
-        None => ChangeSet::from_extents(Bytes(block), [Extent::new(0, size, ExtentKind::Changed)])?,
+    let (changes, base) = match &args.base {
+        Some(old) => {
+            let found = lvmsync::blockhash::compare_and_fingerprint(old, src, Bytes(block))
+                .with_context(|| format!("comparing {} with {}", old.display(), src.display()))?;
+            let (base, target) = found.fingerprints.expect("asked for");
+            let changes = clip_to(&found.changes, size)?;
+            (changes, Some((found.old_len, base, target)))
+        }
+        None => {
+            let all = Extent::new(0, size, ExtentKind::Changed);
+            (ChangeSet::from_extents(Bytes(block), [all])?, None)
+        }
     };
     let mut h = header(
         src.display().to_string(),
@@ -180,11 +186,12 @@ fn plan_image(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
         block,
         changes.changed_bytes(),
     );
-    if let Some(old) = &args.base {
-        h.base_size = Bytes(device_size(old)?);
-        h.base = content_fingerprint(old, h.base_size)?;
+    match base {
+        Some((base_size, base, target)) => {
+            (h.base_size, h.base, h.target) = (base_size, base, target);
+        }
+        None => h.target = content_fingerprint(src, Bytes(size))?,
     }
-    h.target = content_fingerprint(src, Bytes(size))?;
     Ok(Plan {
         changes,
         read_from: src.clone(),

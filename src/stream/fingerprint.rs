@@ -1,46 +1,105 @@
 //! Content fingerprints: the blake3-based identity of one state of a device or image.
 //!
-//! A fingerprint is blake3 in derive-key mode (so it can never collide with a plain hash of
-//! the same bytes) over the size as u64 LE followed by the first `size` bytes. The sender
-//! puts the base's and the target's fingerprints in the header; the receiver records the
-//! target's in its state file and, when it has no state file, computes the destination's
-//! own fingerprint to check that a delta's base really is what it holds.
+//! A fingerprint (version 2) is blake3 in derive-key mode (so it can never collide with a
+//! plain hash of the same bytes) over the size as u64 LE followed by the plain blake3 hash of
+//! every [`LEAF`] (1 MiB) of the first `size` bytes, in order (the last leaf may be short).
+//! Leaves make it cheap: they are hashed in parallel, a leaf in a hole of a sparse file is the
+//! precomputed [`zero_leaf`] hash without a read, and the block-hash compare of `send --base`
+//! produces both images' leaves in the same pass that finds the changed blocks. The sender puts
+//! the base's and the target's fingerprints in the header; the receiver records the target's
+//! in its state file and, when it has no state file, computes the destination's own
+//! fingerprint to check that a delta's base really is what it holds.
 
 use super::header::Fingerprint;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::units::Bytes;
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 /// The key-derivation context: changing it changes every fingerprint.
-const CONTEXT: &str = "lvmsync 2026-11 content fingerprint v1";
+const CONTEXT: &str = "lvmsync 2026-11 content fingerprint v2";
 
-/// Fingerprint the first `size` bytes of `path`; bytes past its end count as zeroes.
-pub fn content_fingerprint(path: &Path, size: Bytes) -> Result<Fingerprint> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    fingerprint_reader(file, size).map_err(|e| Error::io(path, e))
+/// Bytes per leaf (independent of any block size).
+pub const LEAF: u64 = 1 << 20;
+
+/// Builds a fingerprint from its leaf hashes, pushed in order.
+#[derive(Debug, Clone)]
+pub struct Fingerprinter {
+    hasher: blake3::Hasher,
 }
 
-/// Fingerprint the first `size` bytes read from `input` (zero-padded if it ends early).
-pub fn fingerprint_reader(mut input: impl Read, size: Bytes) -> std::io::Result<Fingerprint> {
-    let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
-    hasher.update(&size.0.to_le_bytes());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size.0;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = match input.read(&mut buf[..want]) {
-            Ok(0) => {
-                buf[..want].fill(0);
-                want
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        left -= n as u64;
+impl Fingerprinter {
+    /// A fingerprint of `size` bytes: push `ceil(size / LEAF)` leaf hashes, then finish.
+    pub fn new(size: Bytes) -> Self {
+        let mut hasher = blake3::Hasher::new_derive_key(CONTEXT);
+        hasher.update(&size.0.to_le_bytes());
+        Fingerprinter { hasher }
     }
-    Ok(Fingerprint(*hasher.finalize().as_bytes()))
+
+    /// Add the next leaf's hash.
+    pub fn push(&mut self, leaf: &blake3::Hash) {
+        self.hasher.update(leaf.as_bytes());
+    }
+
+    /// The fingerprint.
+    pub fn finish(&self) -> Fingerprint {
+        Fingerprint(*self.hasher.finalize().as_bytes())
+    }
+}
+
+/// Fingerprint the first `size` bytes of the file or block device at `path`; bytes past its
+/// end count as zeroes. Leaves are hashed on several threads; holes are not read.
+pub fn content_fingerprint(path: &Path, size: Bytes) -> Result<Fingerprint> {
+    let mut fp = Fingerprinter::new(size);
+    crate::blockhash::hash_leaves(path, size, |h| fp.push(h))?;
+    Ok(fp.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The definition, computed directly from bytes.
+    fn reference(bytes: &[u8], size: usize) -> Fingerprint {
+        let mut padded = bytes[..bytes.len().min(size)].to_vec();
+        padded.resize(size, 0);
+        let mut fp = Fingerprinter::new(Bytes(size as u64));
+        for leaf in padded.chunks(LEAF as usize) {
+            fp.push(&blake3::hash(leaf));
+        }
+        fp.finish()
+    }
+
+    #[test]
+    fn matches_the_definition_for_sparse_short_and_padded_files() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let mut bytes = vec![0u8; 5 * LEAF as usize + 12345];
+        for (i, b) in bytes[2 * LEAF as usize..3 * LEAF as usize + 7]
+            .iter_mut()
+            .enumerate()
+        {
+            *b = (i % 251) as u8 + 1;
+        }
+        f.write_all(&bytes[..3 * LEAF as usize + 7]).unwrap();
+        f.as_file().set_len(bytes.len() as u64).unwrap(); // a sparse tail
+        for size in [
+            0,
+            1,
+            LEAF as usize,
+            3 * LEAF as usize + 5,
+            bytes.len(),
+            bytes.len() + 3 * LEAF as usize,
+        ] {
+            assert_eq!(
+                content_fingerprint(f.path(), Bytes(size as u64)).unwrap(),
+                reference(&bytes, size),
+                "size {size}"
+            );
+        }
+        assert_ne!(
+            reference(&bytes, 100),
+            reference(&bytes, 101),
+            "the size counts"
+        );
+    }
 }
