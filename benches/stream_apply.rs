@@ -9,6 +9,11 @@
 //! every old byte (its worst case), and one of zeroes (a sparse file: a first sync into a
 //! fresh device). Variants run interleaved, `LVMSYNC_BENCH_ROUNDS` times (default 3);
 //! `LVMSYNC_BENCH_BIN` names the lvmsync binary to time (default: the one cargo built).
+//!
+//! Each variant has its own state directory, kept from round to round (after an untimed
+//! warm-up run), so a journaled apply reuses the spare journal the previous apply left, as
+//! every apply after a destination's first does. One more variant times a destination's
+//! first journaled apply: its state directory is removed before each run (untimed).
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
@@ -73,12 +78,38 @@ fn median(mut v: Vec<(f64, u64)>) -> (f64, u64) {
     v[v.len() / 2]
 }
 
-/// One measured variant: its label, command, destination image, and its times.
+/// One measured variant: its label, command, destination image, state directory (and
+/// whether it starts empty each run), and its times.
 struct Variant {
     label: &'static str,
     cmd: Command,
     from: Option<PathBuf>,
+    state: PathBuf,
+    fresh_state: bool,
     runs: Vec<(f64, u64)>,
+}
+
+impl Variant {
+    /// Reset the destination (and the state directory if it starts empty), then run.
+    fn run(&mut self, dest: &Path, cat_out: &Path) -> (f64, u64) {
+        let _ = std::fs::remove_file(dest);
+        let _ = std::fs::remove_file(cat_out);
+        if self.fresh_state {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+        if let Some(from) = &self.from {
+            // A sparse copy keeps the zero destination's holes.
+            let cp = Command::new("cp")
+                .arg("--sparse=always")
+                .arg(from)
+                .arg(dest)
+                .status()
+                .unwrap();
+            assert!(cp.success());
+        }
+        Command::new("sync").status().unwrap();
+        timed(&mut self.cmd)
+    }
 }
 
 fn main() {
@@ -94,7 +125,6 @@ fn main() {
         .set_len(mib << 20)
         .unwrap();
     let delta = dir.path().join("full.lvd");
-    let st = dir.path().join("st");
     let dest = dir.path().join("dest.img");
     let send = Command::new(bin)
         .args(["send", "--progress", "none", "--to"])
@@ -104,17 +134,18 @@ fn main() {
         .unwrap();
     assert!(send.status.success());
     let time_fmt = "MAXRSS_KB=%M";
-    let apply = |extra: &[&str]| {
+    let state = |i: usize| dir.path().join(format!("st{i}"));
+    let apply = |st: &Path, extra: &[&str]| {
         let mut c = Command::new("/usr/bin/time");
         c.args(["-f", time_fmt, bin, "apply", "--progress", "none"])
             .arg("--state-dir")
-            .arg(&st)
+            .arg(st)
             .arg(&delta)
             .arg(&dest)
             .args(extra);
         c
     };
-    let receive = |extra: &str| {
+    let receive = |st: &Path, extra: &str| {
         let mut c = Command::new("/usr/bin/time");
         c.args(["-f", time_fmt, "sh", "-c"]).arg(format!(
             "'{bin}' receive --progress none {extra} --state-dir '{}' '{}' < '{}'",
@@ -133,51 +164,77 @@ fn main() {
         cat_out.display()
     ));
     let nj = "--unsafe-no-journal";
-    let v = |label, cmd, from: &PathBuf| Variant {
+    let v = |label, cmd, from: &PathBuf, i| Variant {
         label,
         cmd,
         from: Some(from.clone()),
+        state: state(i),
+        fresh_state: false,
         runs: Vec::new(),
     };
     let mut variants = vec![
-        v("apply, random dest (journaled)", apply(&[]), &old),
-        v("apply, random dest --unsafe-no-journal", apply(&[nj]), &old),
+        v(
+            "apply, random dest (journaled)",
+            apply(&state(0), &[]),
+            &old,
+            0,
+        ),
+        v(
+            "apply, random dest --unsafe-no-journal",
+            apply(&state(1), &[nj]),
+            &old,
+            1,
+        ),
         v(
             "receive < delta, random dest (journaled)",
-            receive(""),
+            receive(&state(2), ""),
             &old,
+            2,
         ),
         v(
             "receive < delta, random dest --unsafe-no-journal",
-            receive(nj),
+            receive(&state(3), nj),
             &old,
+            3,
         ),
-        v("apply, zero dest (journaled)", apply(&[]), &zero),
-        v("apply, zero dest --unsafe-no-journal", apply(&[nj]), &zero),
+        v(
+            "apply, zero dest (journaled)",
+            apply(&state(4), &[]),
+            &zero,
+            4,
+        ),
+        v(
+            "apply, zero dest --unsafe-no-journal",
+            apply(&state(5), &[nj]),
+            &zero,
+            5,
+        ),
         Variant {
             label: "cat delta > file && sync",
             cmd: cat,
             from: None,
+            state: state(6),
+            fresh_state: true,
             runs: Vec::new(),
         },
+        Variant {
+            fresh_state: true,
+            ..v(
+                "apply, random dest (journaled, first apply)",
+                apply(&state(7), &[]),
+                &old,
+                7,
+            )
+        },
     ];
+    // Untimed: leave the spare journal a previous apply would have left.
+    for var in variants.iter_mut().filter(|v| !v.fresh_state) {
+        var.run(&dest, &cat_out);
+    }
     for _ in 0..rounds {
         for var in &mut variants {
-            let _ = std::fs::remove_file(&dest);
-            let _ = std::fs::remove_file(&cat_out);
-            let _ = std::fs::remove_dir_all(&st);
-            if let Some(from) = &var.from {
-                // A sparse copy keeps the zero destination's holes.
-                let cp = Command::new("cp")
-                    .arg("--sparse=always")
-                    .arg(from)
-                    .arg(&dest)
-                    .status()
-                    .unwrap();
-                assert!(cp.success());
-            }
-            Command::new("sync").status().unwrap();
-            var.runs.push(timed(&mut var.cmd));
+            let r = var.run(&dest, &cat_out);
+            var.runs.push(r);
         }
     }
     let stream = std::fs::metadata(&delta).unwrap().len();
@@ -195,6 +252,7 @@ fn main() {
         ("apply, random dest", 0, 1),
         ("receive, random dest", 2, 3),
         ("apply, zero dest", 4, 5),
+        ("first apply, random dest", 7, 1),
     ] {
         println!(
             "  journal cost, {what:22} (journaled / no journal): {:.2}x",

@@ -5,6 +5,9 @@
 //! `LVMSYNC_TEST_SLOW_MS` (test-only) makes the binary apply one extent per batch and sleep
 //! after each, and sleep after each range restored by recovery, so kill points spread over
 //! the whole apply instead of landing before or after it.
+//!
+//! Every other kill lands in an apply that reuses the spare journal two earlier applies
+//! left (full of their frames, which must never be replayed); the others start a new one.
 
 mod stream_util;
 use lvmsync::journal::format::JournalReader;
@@ -41,6 +44,17 @@ fn fixture() -> Fixture {
     let full = at(&dir, "full.lvd");
     send_delta(None, &v0, &full);
     ok(&apply(&full, &dest, &st_template, &[]));
+    // There and back again: the template's spare journal holds two applies' frames.
+    let back = at(&dir, "d10.lvd");
+    send_delta(Some(&v1), &v0, &back);
+    ok(&apply(&delta, &dest, &st_template, &[]));
+    ok(&apply(&back, &dest, &st_template, &[]));
+    let spare = std::fs::read_dir(&st_template)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "spare"))
+        .expect("a finished apply keeps its journal as the spare");
+    assert!(std::fs::metadata(spare).unwrap().len() > 1 << 20);
     let fp = |p: &Path| content_fingerprint(p, Bytes(SIZE as u64)).unwrap().to_hex();
     Fixture {
         h0: file_hash(&v0),
@@ -57,13 +71,17 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    fn reset(&self) {
+    /// Destination at the base; the state directory as the template's, with or without
+    /// its spare journal.
+    fn reset(&self, spare: bool) {
         std::fs::copy(&self.v0, &self.dest).unwrap();
         let _ = std::fs::remove_dir_all(&self.st);
         std::fs::create_dir(&self.st).unwrap();
         for e in std::fs::read_dir(&self.st_template).unwrap() {
             let p = e.unwrap().path();
-            std::fs::copy(&p, self.st.join(p.file_name().unwrap())).unwrap();
+            if spare || p.extension().is_none_or(|x| x != "spare") {
+                std::fs::copy(&p, self.st.join(p.file_name().unwrap())).unwrap();
+            }
         }
     }
 
@@ -171,7 +189,7 @@ fn kill_after(mut child: Child, after: Duration) -> bool {
 }
 
 fn calibrate(f: &Fixture) -> Duration {
-    f.reset();
+    f.reset(true);
     let t = Instant::now();
     let status = f.spawn_apply().wait().unwrap();
     assert!(status.success());
@@ -187,7 +205,7 @@ fn kill_9_during_apply_leaves_base_or_target() {
     let mut rng = Rng(0xdead_beef);
     let (mut mid, mut base, mut target) = (0, 0, 0);
     for i in 0..400 {
-        f.reset();
+        f.reset(i % 2 == 0);
         // Mostly inside the apply (the first fifth is start-up and the up-front verification
         // pass), a few after it ended.
         let ms = full.as_millis() as u64;
@@ -217,7 +235,7 @@ fn kill_9_during_recovery_leaves_base_or_committed_target() {
     let mut rng = Rng(0xfeed_f00d);
     let mut mid = 0;
     for i in 0..400 {
-        f.reset();
+        f.reset(i % 2 == 0);
         let at_ms = full.as_millis() as u64 / 3 + rng.below(full.as_millis() as u64 / 2);
         kill_after(f.spawn_apply(), Duration::from_millis(at_ms));
         let Some(committed) = f.journal_committed() else {

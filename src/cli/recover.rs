@@ -1,6 +1,7 @@
 //! `lvmsync recover`: finish or undo an interrupted apply (also run by receive/apply).
 
 use clap::Args;
+use lvmsync::journal::undo::drop_spare;
 use lvmsync::journal::{recover, DestPaths};
 use std::path::PathBuf;
 
@@ -13,6 +14,10 @@ pub struct RecoverArgs {
     /// Directory of undo journals and destination state files.
     #[arg(long, default_value = lvmsync::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
+    /// Also delete the spare journal a finished apply keeps for the next one to reuse
+    /// (frees its space, up to the size of the largest recent apply's undo journal).
+    #[arg(long)]
+    pub drop_spare: bool,
 }
 
 /// Run `lvmsync recover`.
@@ -21,5 +26,8 @@ pub fn run(args: &RecoverArgs) -> anyhow::Result<()> {
     let _lock = paths.lock()?;
     let outcome = recover(&paths)?;
     println!("{}: {outcome}", args.dest.display());
+    if args.drop_spare && drop_spare(&paths)? {
+        println!("{}: spare journal deleted", args.dest.display());
+    }
     Ok(())
 }

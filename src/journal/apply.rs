@@ -12,11 +12,11 @@
 use super::dest::Destination;
 use super::format::JournalHead;
 use super::pipeline::JournalPlan;
-use super::preflight::{check_base, check_journal_space, dest_err};
+use super::preflight::{check_base, check_journal_space, dest_err, journal_need};
 use super::prepass::{verify_and_journal, Covered};
 use super::recover::{recover, Recovery};
 use super::state::{now_unix, DestPaths, DestState};
-use super::undo::UndoJournal;
+use super::undo::{retire, UndoJournal};
 use crate::error::{Error, Result};
 use crate::stream::record::Checkpoint;
 use crate::stream::{Header, Item, StreamReader};
@@ -183,7 +183,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         None
     } else {
         Some(UndoJournal::create(
-            &paths.journal,
+            &paths,
             &JournalHead {
                 dest: paths.canonical.clone(),
                 size_before,
@@ -193,6 +193,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
                 created_unix: now_unix(),
                 source: h.source.clone(),
             },
+            journal_need(&h),
         )?)
     };
     let resumable = opts.resumable || resume;
@@ -207,9 +208,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             Err(e) => {
                 // Nothing was written to the destination: the journal only has to go.
                 if journal.take().is_some() {
-                    std::fs::remove_file(&paths.journal)
-                        .map_err(|e| Error::io(&paths.journal, e))?;
-                    super::dest::sync_dir(&paths.dir)?;
+                    retire(&paths)?;
                 }
                 return Err(e);
             }
@@ -249,9 +248,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         return Err(roll_back_after(e, &paths, opts.unsafe_no_journal));
     }
     d.sync()?;
-    if let Some(j) = journal {
-        j.commit(h.target)?;
-    }
+    let journal_len = journal.map(|j| j.commit(h.target)).transpose()?;
     DestState {
         dest: paths.canonical.clone(),
         fingerprint: h.target.to_hex(),
@@ -260,15 +257,12 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         applied_unix: now_unix(),
     }
     .save(&paths.state)?;
-    match &opts.snapback {
-        _ if opts.unsafe_no_journal => {}
-        Some(dir) => {
-            super::snapback::keep(&paths.journal, dir, &h.target.to_hex())?;
+    match (&opts.snapback, journal_len) {
+        (_, None) => {}
+        (Some(dir), Some(len)) => {
+            super::snapback::keep(&paths.journal, len, dir, &h.target.to_hex())?;
         }
-        None => {
-            std::fs::remove_file(&paths.journal).map_err(|e| Error::io(&paths.journal, e))?;
-            super::dest::sync_dir(&paths.dir)?;
-        }
+        (None, Some(_)) => retire(&paths)?,
     }
     Ok(report)
 }

@@ -1,8 +1,9 @@
 //! The undo journal's on-disk format, in the stream's framing.
 //!
 //! ```text
-//! "LVMSJRNL" + version u16
-//! J head     dest path, size before, device size, base fp, target fp, created, source
+//! "LVMSJRNL" + version u16 (2)
+//! J head     generation u32, dest path, size before, device size, base fp, target fp,
+//!            created, source; zero-padded to the next 4 KiB boundary (the head block)
 //! U old data offset u64 + the bytes the destination held there (≤ 1 MiB)
 //! O old zero offset u64 + length u64 (the range held zeroes; nothing to store)
 //! P progress a stream checkpoint (64 bytes) whose records are all durable in the
@@ -13,9 +14,17 @@
 //! Each frame has its CRC. A reader takes the longest valid prefix: a torn tail can only
 //! hold entries whose destination writes never started, because every batch of entries is
 //! fdatasync'ed before the destination is touched.
+//!
+//! **Generations.** A journal file is reused by later applies (see [`super::undo`]), so the
+//! bytes after its valid prefix may be frames of an earlier apply. Every frame after the head
+//! therefore carries its journal's generation in its checksum: the CRC is
+//! `crc32c(generation u32 LE ‖ tag ‖ len ‖ payload)`, the generation itself is not stored.
+//! Two generations differ only within those 4 bytes, a burst of at most 32 bits, which
+//! CRC-32C always detects: a frame written under another generation never reads as valid.
+//! Version 1 journals (no generation, plain CRC, frames right after the head) are still read.
 
 use crate::stream::frame::{
-    encode_frame, put_string, read_frame, Cursor, Frame, FrameError, FRAME_CRC_LEN, FRAME_HEAD_LEN,
+    put_string, Cursor, Frame, FRAME_CRC_LEN, FRAME_HEAD_LEN, MAX_FRAME_PAYLOAD,
 };
 use crate::stream::record::Checkpoint;
 use crate::stream::Fingerprint;
@@ -23,8 +32,13 @@ use std::io::Read;
 
 /// First eight bytes of a journal.
 pub const JOURNAL_MAGIC: [u8; 8] = *b"LVMSJRNL";
-/// Journal format version.
-pub const JOURNAL_VERSION: u16 = 1;
+/// Journal format version written.
+pub const JOURNAL_VERSION: u16 = 2;
+/// The version before generations (still read: a journal left by an older lvmsync).
+const JOURNAL_VERSION_1: u16 = 1;
+/// A version-2 head block is padded to a multiple of this; entries start after it, so the
+/// head is written once per apply and never rewritten while entries are appended.
+pub const HEAD_BLOCK: usize = 4096;
 
 const TAG_HEAD: u8 = b'J';
 const TAG_OLD_DATA: u8 = b'U';
@@ -70,9 +84,57 @@ pub enum UndoEntry {
     },
 }
 
-/// Preamble + head frame.
-pub fn encode_head(h: &JournalHead) -> Vec<u8> {
-    let mut p = Vec::new();
+/// The CRC seed of the frames of generation `generation`: the CRC of its 4 bytes, so a
+/// frame's CRC is `crc32c_append(seed, frame)` = `crc32c(generation ‖ frame)`. Version 1
+/// journals use seed 0 (a plain CRC).
+pub fn crc_seed(generation: u32) -> u32 {
+    crc32c::crc32c(&generation.to_le_bytes())
+}
+
+/// Append one frame whose CRC starts from `seed` (see [`crc_seed`]).
+fn encode_frame(seed: u32, tag: u8, payload: &[u8], out: &mut Vec<u8>) {
+    let len = u32::try_from(payload.len()).expect("journal frames are bounded by their encoders");
+    let start = out.len();
+    out.push(tag);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32c::crc32c_append(seed, &out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Read one frame into `frame`, checking its CRC from `seed`; `Ok(false)` at the end of the
+/// valid prefix (end of input, a torn or foreign frame, zero padding).
+fn read_frame(input: &mut impl Read, seed: u32, frame: &mut Frame) -> std::io::Result<bool> {
+    let mut head = [0u8; FRAME_HEAD_LEN];
+    let got = |r: std::io::Result<()>| match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    };
+    if !got(input.read_exact(&mut head))? {
+        return Ok(false);
+    }
+    let len = u32::from_le_bytes(head[1..].try_into().expect("4 bytes"));
+    if len > MAX_FRAME_PAYLOAD {
+        return Ok(false);
+    }
+    let total = FRAME_HEAD_LEN + len as usize + FRAME_CRC_LEN;
+    frame.tag = head[0];
+    frame.raw.clear();
+    frame.raw.resize(total, 0);
+    frame.raw[..FRAME_HEAD_LEN].copy_from_slice(&head);
+    if !got(input.read_exact(&mut frame.raw[FRAME_HEAD_LEN..]))? {
+        return Ok(false);
+    }
+    let body = total - FRAME_CRC_LEN;
+    let want = u32::from_le_bytes(frame.raw[body..].try_into().expect("4 bytes"));
+    Ok(crc32c::crc32c_append(seed, &frame.raw[..body]) == want)
+}
+
+/// The head block of generation `generation`: preamble + head frame, zero-padded to a
+/// multiple of [`HEAD_BLOCK`].
+pub fn encode_head(h: &JournalHead, generation: u32) -> Vec<u8> {
+    let mut p = generation.to_le_bytes().to_vec();
     put_string(&mut p, &h.dest);
     p.extend_from_slice(&h.size_before.to_le_bytes());
     p.extend_from_slice(&h.device_size.to_le_bytes());
@@ -82,7 +144,8 @@ pub fn encode_head(h: &JournalHead) -> Vec<u8> {
     put_string(&mut p, &h.source);
     let mut out = JOURNAL_MAGIC.to_vec();
     out.extend_from_slice(&JOURNAL_VERSION.to_le_bytes());
-    encode_frame(TAG_HEAD, &p, &mut out);
+    encode_frame(0, TAG_HEAD, &p, &mut out);
+    out.resize(out.len().div_ceil(HEAD_BLOCK) * HEAD_BLOCK, 0);
     out
 }
 
@@ -97,29 +160,26 @@ pub const fn old_data_frame_len(n: usize) -> usize {
 /// Complete an "old data" frame in place: `frame` is [`old_data_frame_len`]`(n)` bytes
 /// whose data (`n` bytes at [`OLD_DATA_LEAD`]) the caller has already read there, so the
 /// old bytes are copied once, from the destination straight into the journal's buffer.
-pub fn finish_old_data_frame(offset: u64, frame: &mut [u8]) {
+pub fn finish_old_data_frame(seed: u32, offset: u64, frame: &mut [u8]) {
     let payload = frame.len() - FRAME_HEAD_LEN - FRAME_CRC_LEN;
     let len = u32::try_from(payload).expect("old data pieces are at most 1 MiB");
     frame[0] = TAG_OLD_DATA;
     frame[1..FRAME_HEAD_LEN].copy_from_slice(&len.to_le_bytes());
     frame[FRAME_HEAD_LEN..OLD_DATA_LEAD].copy_from_slice(&offset.to_le_bytes());
     let body = frame.len() - FRAME_CRC_LEN;
-    let crc = crc32c::crc32c(&frame[..body]);
+    let crc = crc32c::crc32c_append(seed, &frame[..body]);
     frame[body..].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Append an "old zeroes" entry's frame.
-pub fn encode_old_zero(offset: u64, len: u64, out: &mut Vec<u8>) {
-    encode_frame(
-        TAG_OLD_ZERO,
-        &crate::stream::record::encode_range(offset, len),
-        out,
-    );
+pub fn encode_old_zero(seed: u32, offset: u64, len: u64, out: &mut Vec<u8>) {
+    let range = crate::stream::record::encode_range(offset, len);
+    encode_frame(seed, TAG_OLD_ZERO, &range, out);
 }
 
 /// Append a progress frame: checkpoint `cp` is durable.
-pub fn encode_progress(cp: &Checkpoint, out: &mut Vec<u8>) {
-    encode_frame(TAG_PROGRESS, &cp.encode(), out);
+pub fn encode_progress(seed: u32, cp: &Checkpoint, out: &mut Vec<u8>) {
+    encode_frame(seed, TAG_PROGRESS, &cp.encode(), out);
 }
 
 /// The newest durable progress frame of a journal, and where the journal stood after it.
@@ -134,10 +194,10 @@ pub struct Progress {
 }
 
 /// Append the commit frame.
-pub fn encode_commit(entries: u64, target: Fingerprint, out: &mut Vec<u8>) {
+pub fn encode_commit(seed: u32, entries: u64, target: Fingerprint, out: &mut Vec<u8>) {
     let mut p = entries.to_le_bytes().to_vec();
     p.extend_from_slice(&target.0);
-    encode_frame(TAG_COMMIT, &p, out);
+    encode_frame(seed, TAG_COMMIT, &p, out);
 }
 
 /// Reads a journal: the head, then entries up to the first bad frame or the commit.
@@ -146,12 +206,17 @@ pub struct JournalReader<R: Read> {
     frame: Frame,
     /// The decoded head.
     pub head: JournalHead,
+    /// The journal's generation (`None`: a version 1 journal, which has none).
+    pub generation: Option<u32>,
     /// Set once the commit frame has been read and matched.
     pub committed: bool,
     /// The newest valid progress frame read so far.
     pub progress: Option<Progress>,
+    /// Byte offset just past the last valid frame read.
+    pub pos: u64,
+    seed: u32,
     entries: u64,
-    pos: u64,
+    ended: bool,
 }
 
 impl<R: Read> JournalReader<R> {
@@ -159,20 +224,26 @@ impl<R: Read> JournalReader<R> {
     /// written to the destination under this journal).
     pub fn open(mut input: R) -> std::io::Result<Option<Self>> {
         let mut pre = [0u8; 10];
-        if input.read_exact(&mut pre).is_err()
-            || pre[..8] != JOURNAL_MAGIC
-            || u16::from_le_bytes([pre[8], pre[9]]) != JOURNAL_VERSION
-        {
+        if input.read_exact(&mut pre).is_err() || pre[..8] != JOURNAL_MAGIC {
+            return Ok(None);
+        }
+        let version = u16::from_le_bytes([pre[8], pre[9]]);
+        if version != JOURNAL_VERSION && version != JOURNAL_VERSION_1 {
             return Ok(None);
         }
         let mut frame = Frame::default();
-        match read_frame(&mut input, &mut frame) {
-            Ok(()) if frame.tag == TAG_HEAD => {}
-            Err(FrameError::Io(e)) => return Err(e),
-            _ => return Ok(None),
+        if !read_frame(&mut input, 0, &mut frame)? || frame.tag != TAG_HEAD {
+            return Ok(None);
         }
+        let mut c = Cursor::new(frame.payload());
+        let generation = match version {
+            JOURNAL_VERSION_1 => None,
+            _ => match c.u32() {
+                Some(g) => Some(g),
+                None => return Ok(None),
+            },
+        };
         let head = (|| {
-            let mut c = Cursor::new(frame.payload());
             let h = JournalHead {
                 dest: c.string()?,
                 size_before: c.u64()?,
@@ -184,60 +255,169 @@ impl<R: Read> JournalReader<R> {
             };
             c.is_done().then_some(h)
         })();
-        let pos = (pre.len() + frame.raw.len()) as u64;
-        Ok(head.map(|head| JournalReader {
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        let mut pos = (pre.len() + frame.raw.len()) as u64;
+        let mut ended = false;
+        if generation.is_some() {
+            // Entries start after the zero-padded head block.
+            let pad = pos.next_multiple_of(HEAD_BLOCK as u64) - pos;
+            let skipped = std::io::copy(&mut (&mut input).take(pad), &mut std::io::sink())?;
+            ended = skipped < pad;
+            pos += pad;
+        }
+        Ok(Some(JournalReader {
             input,
             frame,
             head,
+            generation,
             committed: false,
             progress: None,
-            entries: 0,
             pos,
+            seed: generation.map_or(0, crc_seed),
+            entries: 0,
+            ended,
         }))
+    }
+
+    /// The CRC seed this journal's frames use (for appending to it).
+    pub fn seed(&self) -> u32 {
+        self.seed
     }
 
     /// The next valid entry, or `None` at the end of the valid prefix or at the commit.
     pub fn next_entry(&mut self) -> std::io::Result<Option<UndoEntry>> {
-        if self.committed {
-            return Ok(None);
-        }
-        match read_frame(&mut self.input, &mut self.frame) {
-            Ok(()) => {}
-            Err(FrameError::Io(e)) => return Err(e),
-            Err(_) => return Ok(None),
-        }
-        self.pos += self.frame.raw.len() as u64;
-        let p = self.frame.payload();
-        let mut c = Cursor::new(p);
-        let entry = match self.frame.tag {
-            TAG_PROGRESS => {
-                if let Ok(checkpoint) = Checkpoint::decode(p) {
-                    self.progress = Some(Progress {
-                        checkpoint,
-                        entries: self.entries,
-                        journal_len: self.pos,
-                    });
-                }
-                return self.next_entry();
+        loop {
+            if self.committed || self.ended {
+                return Ok(None);
             }
-            TAG_OLD_DATA => c.u64().map(|offset| UndoEntry::Data {
-                offset,
-                data: c.rest().to_vec(),
-            }),
-            TAG_OLD_ZERO => crate::stream::record::decode_range(p)
-                .ok()
-                .map(|(offset, len)| UndoEntry::Zero { offset, len }),
-            TAG_COMMIT => {
-                if c.u64() == Some(self.entries) && c.hash() == Some(self.head.target.0) {
-                    self.committed = true;
-                }
-                None
+            if !read_frame(&mut self.input, self.seed, &mut self.frame)? {
+                self.ended = true;
+                return Ok(None);
             }
-            _ => None,
+            self.pos += self.frame.raw.len() as u64;
+            let p = self.frame.payload();
+            let mut c = Cursor::new(p);
+            let entry = match self.frame.tag {
+                TAG_PROGRESS => {
+                    if let Ok(checkpoint) = Checkpoint::decode(p) {
+                        self.progress = Some(Progress {
+                            checkpoint,
+                            entries: self.entries,
+                            journal_len: self.pos,
+                        });
+                    }
+                    continue;
+                }
+                TAG_OLD_DATA => c.u64().map(|offset| UndoEntry::Data {
+                    offset,
+                    data: c.rest().to_vec(),
+                }),
+                TAG_OLD_ZERO => crate::stream::record::decode_range(p)
+                    .ok()
+                    .map(|(offset, len)| UndoEntry::Zero { offset, len }),
+                TAG_COMMIT => {
+                    if c.u64() == Some(self.entries) && c.hash() == Some(self.head.target.0) {
+                        self.committed = true;
+                    }
+                    None
+                }
+                _ => None,
+            };
+            match entry {
+                Some(e) => {
+                    self.entries += 1;
+                    return Ok(Some(e));
+                }
+                None => {
+                    self.ended = true;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> JournalHead {
+        JournalHead {
+            dest: "/dev/x".into(),
+            size_before: 1 << 20,
+            device_size: 1 << 20,
+            base: Fingerprint([1; 32]),
+            target: Fingerprint([2; 32]),
+            created_unix: 7,
+            source: "s".into(),
+        }
+    }
+
+    /// A journal of generation `g` holding `n` zero entries (optionally committed).
+    fn journal(g: u32, n: u64, commit: bool) -> Vec<u8> {
+        let mut j = encode_head(&head(), g);
+        for i in 0..n {
+            encode_old_zero(crc_seed(g), i << 20, 4096, &mut j);
+        }
+        if commit {
+            encode_commit(crc_seed(g), n, Fingerprint([2; 32]), &mut j);
+        }
+        j
+    }
+
+    fn read_all(bytes: &[u8]) -> (u64, bool) {
+        let mut r = JournalReader::open(bytes).unwrap().unwrap();
+        let mut n = 0;
+        while r.next_entry().unwrap().is_some() {
+            n += 1;
+        }
+        (n, r.committed)
+    }
+
+    #[test]
+    fn frames_of_another_generation_end_the_valid_prefix() {
+        // Generation 5's head and two entries over the tail of a committed generation-4
+        // journal with the same layout: the stale frames sit exactly where generation 5's
+        // next frames would, and none of them reads as valid.
+        let old = journal(4, 6, true);
+        let new = journal(5, 2, false);
+        let mut reused = old.clone();
+        reused[..new.len()].copy_from_slice(&new);
+        assert_eq!(read_all(&old), (6, true));
+        assert_eq!(read_all(&reused), (2, false));
+        // Whatever the two generations: a burst within 4 bytes never passes CRC-32C.
+        let frame = |g: u32| {
+            let mut f = Vec::new();
+            encode_old_zero(crc_seed(g), 1 << 20, 4096, &mut f);
+            f
         };
-        if entry.is_some() {
-            self.entries += 1;
+        for (a, b) in [(1, 2), (1, u32::MAX), (0x1234_5678, 0x1234_5679), (7, 0)] {
+            let mut input = &frame(a)[..];
+            assert!(!read_frame(&mut input, crc_seed(b), &mut Frame::default()).unwrap());
         }
-        Ok(entry)
+    }
+
+    #[test]
+    fn version_1_journals_are_still_read() {
+        // A version 1 journal: plain CRCs, entries right after the head, no generation.
+        let mut p = Vec::new();
+        put_string(&mut p, "/dev/x");
+        for v in [1u64 << 20, 1 << 20] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p.extend_from_slice(&[1; 32]);
+        p.extend_from_slice(&[2; 32]);
+        p.extend_from_slice(&7u64.to_le_bytes());
+        put_string(&mut p, "s");
+        let mut j = JOURNAL_MAGIC.to_vec();
+        j.extend_from_slice(&1u16.to_le_bytes());
+        encode_frame(0, TAG_HEAD, &p, &mut j);
+        encode_old_zero(0, 0, 4096, &mut j);
+        encode_commit(0, 1, Fingerprint([2; 32]), &mut j);
+        let r = JournalReader::open(&j[..]).unwrap().unwrap();
+        assert_eq!((r.head.clone(), r.generation), (head(), None));
+        assert_eq!(read_all(&j), (1, true));
     }
 }

@@ -19,7 +19,7 @@
 use super::dest::Destination;
 use super::prepass::Covered;
 use super::recover::{test_delay, test_slow_ms};
-use super::undo::UndoJournal;
+use super::undo::{Incoming, UndoJournal};
 use super::ApplyReport;
 use crate::error::{Error, Result};
 use crate::stream::{Item, StreamReader};
@@ -177,12 +177,20 @@ impl Journaler<'_, '_> {
                     })
                 }
             };
+            super::apply::count(report, &item);
             if let Some(j) = self.journal.as_deref_mut() {
                 if !self.ahead.check(self.name, offset, len)? {
-                    j.save_old(self.dest, offset, len)?;
+                    let incoming = match &item {
+                        Item::Data { data, .. } => Incoming::Data(data),
+                        _ => Incoming::Zeroes,
+                    };
+                    if !j.save_old(self.dest, offset, len, incoming)? {
+                        // The destination already holds these bytes: no entry, no write.
+                        self.written += len;
+                        continue;
+                    }
                 }
             }
-            super::apply::count(report, &item);
             batch_bytes += len.min(BATCH_BYTES);
             batch.push(item);
             // Under the crash-test hook every extent is its own batch, so kills land between them.

@@ -40,12 +40,23 @@ pub fn check_base(h: &Header, dest: &Path, paths: &DestPaths) -> Result<()> {
     })
 }
 
-/// Refuse if the journal directory can't hold the old contents of every touched range.
+/// The worst-case size of the undo journal of the stream `h`: the old contents of every
+/// touched range, frame overhead (64 B per MiB) and 1 MiB for head, commit and padding.
+pub fn journal_need(h: &Header) -> u64 {
+    h.touched_bytes.0 + h.touched_bytes.0 / (1 << 20) * 64 + (1 << 20)
+}
+
+/// Refuse if the journal directory can't hold the old contents of every touched range
+/// (counting the blocks of the destination's spare journal, which the apply reuses).
 pub fn check_journal_space(h: &Header, paths: &DestPaths) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let st = nix::sys::statvfs::statvfs(&paths.dir)
         .map_err(|e| Error::io(&paths.dir, std::io::Error::from(e)))?;
-    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
-    let need = h.touched_bytes.0 + h.touched_bytes.0 / (1 << 20) * 64 + (1 << 20);
+    let spare = std::fs::metadata(&paths.spare).map_or(0, |m| m.blocks() * 512);
+    let free = (st.blocks_available() as u64)
+        .saturating_mul(st.fragment_size() as u64)
+        .saturating_add(spare);
+    let need = journal_need(h);
     if free < need {
         return Err(dest_err(
             &paths.dir,

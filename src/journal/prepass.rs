@@ -14,7 +14,7 @@
 //! rest is journaled by the apply pipeline as usual.
 
 use super::dest::Destination;
-use super::undo::UndoJournal;
+use super::undo::{Incoming, UndoJournal};
 use crate::error::{Error, Result};
 use crate::stream::{Header, Item, StreamReader};
 use std::io::Read;
@@ -111,7 +111,7 @@ pub(super) fn verify_and_journal<R: Read + Send>(
             };
             full = !covered.push(offset, len);
             if !full {
-                saved = j.save_old(d, offset, len);
+                saved = j.save_old(d, offset, len, Incoming::Unknown).map(drop);
             }
         }
         verifier.join().expect("the verifier does not panic")?;

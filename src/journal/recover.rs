@@ -1,17 +1,21 @@
 //! Recovery: finish or undo an interrupted apply.
 //!
-//! - No journal: nothing to do.
+//! - No journal: nothing to do (a *spare*, a finished journal kept for reuse, is not read).
 //! - Journal whose head is missing or torn: no destination byte was written under it
-//!   (the head is made durable first), so it is deleted.
+//!   (the head is made durable first), so it is set aside as the spare.
 //! - Journal with a valid commit: the destination holds the target and was synced before
 //!   the commit was written; only the state file may lag, so it is written (roll forward).
 //! - Otherwise: every journaled range is restored, the destination synced, a grown file cut
-//!   back, and only then the journal deleted (roll back). Restoring is idempotent, so a
+//!   back, and only then the journal set aside (roll back). Restoring is idempotent, so a
 //!   crash during recovery is recovered by running it again.
+//!
+//! "Set aside" renames the journal to the destination's spare (see [`super::undo`]): only
+//! the name `<key>.journal` means "an apply may be unfinished".
 
-use super::dest::{sync_dir, Destination};
+use super::dest::Destination;
 use super::format::{JournalReader, UndoEntry};
 use super::state::{now_unix, DestPaths, DestState};
+use super::undo::retire;
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::BufReader;
@@ -77,17 +81,12 @@ fn open_journal(paths: &DestPaths) -> Result<Option<JournalReader<BufReader<File
         .map_err(|e| Error::io(&paths.journal, e))
 }
 
-fn remove_journal(paths: &DestPaths) -> Result<()> {
-    std::fs::remove_file(&paths.journal).map_err(|e| Error::io(&paths.journal, e))?;
-    sync_dir(&paths.dir)
-}
-
 /// Finish or undo an interrupted apply to the destination whose files are `paths`.
 pub fn recover(paths: &DestPaths) -> Result<Recovery> {
     let jerr = |e| Error::io(&paths.journal, e);
     let Some(mut scan) = open_journal(paths)? else {
         if paths.journal.exists() {
-            remove_journal(paths)?;
+            retire(paths)?;
         }
         return Ok(Recovery::Nothing);
     };
@@ -111,7 +110,7 @@ pub fn recover(paths: &DestPaths) -> Result<Recovery> {
             applied_unix: now_unix(),
         }
         .save(&paths.state)?;
-        remove_journal(paths)?;
+        retire(paths)?;
         return Ok(Recovery::RolledForward);
     }
     let dest = Destination::open(std::path::Path::new(&head.dest), false)?;
@@ -130,6 +129,6 @@ pub fn recover(paths: &DestPaths) -> Result<Recovery> {
         dest.set_len(head.size_before)?;
         dest.sync()?;
     }
-    remove_journal(paths)?;
+    retire(paths)?;
     Ok(Recovery::RolledBack { entries })
 }

@@ -120,6 +120,7 @@ pub fn prepare(paths: &DestPaths, h: &Header) -> Result<(UndoJournal, Checkpoint
         entries,
         checkpoint,
         head.size_before,
+        scan.seed(),
     )?;
     Ok((journal, checkpoint))
 }

@@ -110,8 +110,14 @@ pub fn chain(dir: &Path, canonical: &str) -> Result<Vec<SnapPoint>> {
     Ok(points)
 }
 
-/// Move a committed journal into `dir` as the newest image of the chain.
-pub fn keep(journal: &Path, dir: &Path, head_target: &str) -> Result<PathBuf> {
+/// Move a committed journal, cut to its first `len` bytes (its valid part, without the
+/// preallocated or reused rest), into `dir` as the newest image of the chain.
+pub fn keep(journal: &Path, len: u64, dir: &Path, head_target: &str) -> Result<PathBuf> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(journal)
+        .and_then(|f| f.set_len(len))
+        .map_err(|e| Error::io(journal, e))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let next = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?

@@ -23,6 +23,8 @@ pub struct DestPaths {
     pub dir: PathBuf,
     /// The undo journal of an apply in progress.
     pub journal: PathBuf,
+    /// A finished journal kept for the next apply to reuse (never read by recovery).
+    pub spare: PathBuf,
     /// The state file (target fingerprint of the last applied delta).
     pub state: PathBuf,
     /// Held (flock) by whoever applies to or recovers the destination.
@@ -57,6 +59,7 @@ impl DestPaths {
             canonical,
             dir: state_dir.to_path_buf(),
             journal: state_dir.join(format!("{key}.journal")),
+            spare: state_dir.join(format!("{key}.spare")),
             state: state_dir.join(format!("{key}.state")),
             lock: state_dir.join(format!("{key}.lock")),
         })

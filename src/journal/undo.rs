@@ -9,24 +9,40 @@
 //! A crash before 3 completes leaves a journal without commit: recovery restores every
 //! journaled range, which covers every range that may have been written.
 //!
+//! **Recycling.** A finished journal (committed, or rolled back) is not deleted but renamed
+//! to the destination's *spare* (`<key>.spare`), which recovery never reads; the next apply
+//! takes it back: it writes a head with the next generation into the spare, makes it
+//! durable, and only then renames it to `<key>.journal`. Its blocks are overwritten in place
+//! instead of being freed and allocated again (deleting a 1 GiB journal costs ~1 s on a
+//! disk with discard), and frames left from earlier generations never read as valid (see
+//! [`super::format`]). A new journal is preallocated (`fallocate`) to the apply's worst case.
+//! The spare is cut back to that worst case when it is over twice as large plus
+//! [`SPARE_SLACK`], and `lvmsync recover --drop-spare` deletes it.
+//!
 //! Speed: the journal is written with `O_DIRECT` where the filesystem allows it, in whole
 //! 4 KiB blocks from one aligned buffer that old bytes are read straight into (one copy,
 //! no page cache to fill, throttle or drop on delete). The last block of each sync is
 //! padded with zeroes, which end the valid prefix for a reader, and rewritten in full by the
 //! next sync. Ranges of a regular file past its size before the apply are not journaled:
-//! recovery cuts the file back to that size.
+//! recovery cuts the file back to that size. Pieces whose old bytes equal the bytes about to
+//! be written get no entry (and the write can be skipped); holes of a file are journaled as
+//! zeroes without being read.
 
 use super::dest::{sync_dir, Destination, IO_PIECE};
 use super::format::{
-    encode_commit, encode_head, encode_old_zero, encode_progress, finish_old_data_frame,
-    old_data_frame_len, JournalHead, OLD_DATA_LEAD,
+    crc_seed, encode_commit, encode_head, encode_old_zero, encode_progress, finish_old_data_frame,
+    old_data_frame_len, JournalHead, JournalReader, OLD_DATA_LEAD,
 };
+use super::state::DestPaths;
 use crate::error::{Error, Result};
 use crate::stream::encode::is_zero;
 use crate::stream::record::Checkpoint;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// A spare larger than twice an apply's worst-case journal plus this is cut back to it.
+pub const SPARE_SLACK: u64 = 64 << 20;
 
 /// Journal writes are whole blocks of this size at offsets that are multiples of it.
 const BLOCK: usize = 4096;
@@ -49,36 +65,125 @@ pub struct UndoJournal {
     undo_end: u64,
     entries: u64,
     progress: Option<Checkpoint>,
+    /// CRC seed of this journal's generation.
+    seed: u32,
+    /// Started once a long stretch is written between syncs (a delta file's verifying pass).
+    flusher: Option<FlushBehind>,
+    /// Bytes written since the last sync or background flush request.
+    unflushed: u64,
+}
+
+/// Between two syncs, ask for a background fdatasync after this many bytes written, so the
+/// disk makes a long journal durable while it is still being written instead of all at once
+/// in the final sync.
+const FLUSH_BEHIND: u64 = 64 << 20;
+
+/// A thread that fdatasyncs the journal on request and reports each outcome.
+struct FlushBehind {
+    request: std::sync::mpsc::SyncSender<()>,
+    done: std::sync::mpsc::Receiver<std::io::Result<()>>,
+    /// Requests sent and not yet answered (at most one).
+    outstanding: bool,
+}
+
+impl FlushBehind {
+    fn start(file: File) -> Self {
+        let (request, requests) = std::sync::mpsc::sync_channel::<()>(1);
+        let (report, done) = std::sync::mpsc::channel();
+        // Ends when the journal (the request sender) is dropped.
+        std::thread::spawn(move || {
+            for () in requests {
+                if report.send(file.sync_data()).is_err() {
+                    return;
+                }
+            }
+        });
+        FlushBehind {
+            request,
+            done,
+            outstanding: false,
+        }
+    }
+
+    /// Wait for the outstanding request, if any; its error, if it failed.
+    fn settle(&mut self) -> std::io::Result<()> {
+        if !std::mem::take(&mut self.outstanding) {
+            return Ok(());
+        }
+        self.done.recv().unwrap_or(Ok(()))
+    }
+}
+
+/// What an apply is about to write over a range, so [`UndoJournal::save_old`] can leave
+/// out the pieces that would not change.
+#[derive(Debug, Clone, Copy)]
+pub enum Incoming<'a> {
+    /// Not known (a delta file's verifying pass knows only the ranges).
+    Unknown,
+    /// Zeroes (a zero or discard record).
+    Zeroes,
+    /// These bytes, as long as the range.
+    Data(&'a [u8]),
 }
 
 impl UndoJournal {
-    /// Create the journal at `path` (refusing to overwrite one) and make its head durable.
-    pub fn create(path: &Path, head: &JournalHead) -> Result<Self> {
-        let file = open(path, true)?;
-        let mut j = UndoJournal::new(file, path, 0, 0, None);
+    /// Start the undo journal of a new apply to the destination of `paths`: take its spare
+    /// (or a new file), preallocate `need` bytes, write `head` under the next generation and
+    /// make it durable, and only then name the file `paths.journal` (refusing to replace one).
+    pub fn create(paths: &DestPaths, head: &JournalHead, need: u64) -> Result<Self> {
+        let spare = &paths.spare;
+        let err = |e| Error::io(spare, e);
+        let generation = match File::open(spare) {
+            Ok(f) => JournalReader::open(std::io::BufReader::new(f))
+                .map_err(err)?
+                .and_then(|r| r.generation),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(err(e)),
+        };
+        let file = open(spare, true)?;
+        let len = file.metadata().map_err(err)?.len();
+        let generation = match generation {
+            Some(g) if g < u32::MAX => g + 1,
+            // Unknown generation (new, torn or version 1 file): no stale frame may stay.
+            _ => {
+                if len > 0 {
+                    file.set_len(0).map_err(err)?;
+                }
+                1
+            }
+        };
+        if len > need.saturating_mul(2).saturating_add(SPARE_SLACK) {
+            file.set_len(need).map_err(err)?;
+        }
+        preallocate(&file, need);
+        let mut j = UndoJournal::new(file, spare, 0, 0, None, crc_seed(generation));
         j.undo_end = head.size_before;
-        j.append(&encode_head(head))?;
+        j.append(&encode_head(head, generation))?;
         j.sync()?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        rename_noreplace(spare, &paths.journal)?;
+        sync_dir(&paths.dir)?;
+        j.path = paths.journal.clone();
         Ok(j)
     }
 
     /// Reopen a kept journal to continue a resumed apply: cut it to `len` bytes (just after
-    /// its last progress frame, `entries` entries in) and append from there. `size_before`
-    /// is the destination's size before the interrupted apply (from the journal head).
+    /// its last progress frame, `entries` entries in) and append from there with CRC seed
+    /// `seed` (its generation's). `size_before` is the destination's size before the
+    /// interrupted apply (from the journal head).
     pub fn reopen(
         path: &Path,
         len: u64,
         entries: u64,
         at: Checkpoint,
         size_before: u64,
+        seed: u32,
     ) -> Result<Self> {
         let err = |e| Error::io(path, e);
         let file = open(path, false)?;
         file.set_len(len).map_err(err)?;
         file.sync_data().map_err(err)?;
         let start = len - len % BLOCK as u64;
-        let mut j = UndoJournal::new(file, path, start, entries, Some(at));
+        let mut j = UndoJournal::new(file, path, start, entries, Some(at), seed);
         j.undo_end = size_before;
         j.used = (len - start) as usize;
         let tail = &mut j.mem[j.at..j.at + j.used];
@@ -89,7 +194,14 @@ impl UndoJournal {
         Ok(j)
     }
 
-    fn new(file: File, path: &Path, file_pos: u64, entries: u64, p: Option<Checkpoint>) -> Self {
+    fn new(
+        file: File,
+        path: &Path,
+        file_pos: u64,
+        entries: u64,
+        p: Option<Checkpoint>,
+        seed: u32,
+    ) -> Self {
         let mem = vec![0u8; WINDOW + BLOCK];
         let at = mem.as_ptr().align_offset(BLOCK).min(BLOCK);
         UndoJournal {
@@ -103,6 +215,9 @@ impl UndoJournal {
             undo_end: u64::MAX,
             entries,
             progress: p,
+            seed,
+            flusher: None,
+            unflushed: 0,
         }
     }
 
@@ -115,7 +230,7 @@ impl UndoJournal {
     /// caller synced it); a resumed apply continues from here.
     pub fn record_progress(&mut self, cp: Checkpoint) -> Result<()> {
         let mut f = Vec::new();
-        encode_progress(&cp, &mut f);
+        encode_progress(self.seed, &cp, &mut f);
         self.append(&f)?;
         self.sync()?;
         self.progress = Some(cp);
@@ -147,6 +262,36 @@ impl UndoJournal {
             .copy_within(self.at + whole..self.at + self.used, self.at);
         self.used -= whole;
         self.file_pos += whole as u64;
+        self.unflushed += whole as u64;
+        if !pad && self.unflushed >= FLUSH_BEHIND {
+            self.flush_behind()?;
+        }
+        Ok(())
+    }
+
+    /// Ask the flusher to fdatasync what is written so far, unless it is still busy.
+    fn flush_behind(&mut self) -> Result<()> {
+        if self.flusher.is_none() {
+            let file = self
+                .file
+                .try_clone()
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.flusher = Some(FlushBehind::start(file));
+        }
+        let f = self.flusher.as_mut().expect("just started");
+        if f.outstanding {
+            match f.done.try_recv() {
+                Ok(r) => {
+                    f.outstanding = false;
+                    r.map_err(|e| Error::io(&self.path, e))?;
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+        if f.request.try_send(()).is_ok() {
+            f.outstanding = true;
+            self.unflushed = 0;
+        }
         Ok(())
     }
 
@@ -176,30 +321,62 @@ impl UndoJournal {
         Ok(())
     }
 
-    /// Append the destination's current contents of `[offset, offset+len)` (not yet durable).
-    pub fn save_old(&mut self, dest: &Destination, offset: u64, len: u64) -> Result<()> {
+    /// Append the destination's current contents of `[offset, offset+len)` (not yet
+    /// durable), leaving out pieces (of up to 1 MiB) that hold exactly what `incoming` will
+    /// write. Returns false if no byte of the range would change (the write may be skipped).
+    pub fn save_old(
+        &mut self,
+        dest: &Destination,
+        offset: u64,
+        len: u64,
+        incoming: Incoming<'_>,
+    ) -> Result<bool> {
         let end = (offset + len).min(self.undo_end);
+        // Past a grown file's old end: no entry (recovery cuts it off); it reads as zeroes.
+        let mut changed = offset + len > end && !matches!(incoming, Incoming::Zeroes);
         let mut pos = offset;
         while pos < end {
             let n = (end - pos).min(IO_PIECE) as usize;
-            let frame_len = old_data_frame_len(n);
-            self.reserve(frame_len)?;
-            let at = self.at + self.used;
-            let frame = &mut self.mem[at..at + frame_len];
-            dest.read_at(&mut frame[OLD_DATA_LEAD..OLD_DATA_LEAD + n], pos)?;
-            if is_zero(&frame[OLD_DATA_LEAD..OLD_DATA_LEAD + n]) {
-                let mut f = Vec::new();
-                encode_old_zero(pos, n as u64, &mut f);
-                self.append(&f)?;
+            let new = match incoming {
+                Incoming::Data(d) => Some(&d[(pos - offset) as usize..][..n]),
+                _ => None,
+            };
+            let zero_entry = if dest.is_hole(pos, n as u64) {
+                // Reads as zeroes: nothing to read or store but the fact.
+                let same = matches!(incoming, Incoming::Zeroes) || new.is_some_and(is_zero);
+                changed |= !same;
+                !same
             } else {
-                finish_old_data_frame(pos, frame);
-                self.used += frame_len;
-                self.pending = true;
+                let frame_len = old_data_frame_len(n);
+                self.reserve(frame_len)?;
+                let at = self.at + self.used;
+                let frame = &mut self.mem[at..at + frame_len];
+                let old = &mut frame[OLD_DATA_LEAD..OLD_DATA_LEAD + n];
+                dest.read_at(old, pos)?;
+                let old_zero = is_zero(old);
+                let same = match incoming {
+                    Incoming::Unknown => false,
+                    Incoming::Zeroes => old_zero,
+                    Incoming::Data(_) => new == Some(&*old),
+                };
+                changed |= !same;
+                if !same && !old_zero {
+                    finish_old_data_frame(self.seed, pos, frame);
+                    self.used += frame_len;
+                    self.pending = true;
+                    self.entries += 1;
+                }
+                !same && old_zero
+            };
+            if zero_entry {
+                let mut f = Vec::new();
+                encode_old_zero(self.seed, pos, n as u64, &mut f);
+                self.append(&f)?;
+                self.entries += 1;
             }
-            self.entries += 1;
             pos += n as u64;
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Make every entry appended so far durable (call before writing the destination).
@@ -208,29 +385,76 @@ impl UndoJournal {
             return Ok(());
         }
         self.write_out(true)?;
+        // A failed background flush fails this sync too, whatever the final flush says.
+        let behind = self.flusher.as_mut().map_or(Ok(()), FlushBehind::settle);
         self.file
             .sync_data()
+            .and(behind)
             .map_err(|e| Error::io(&self.path, e))?;
         self.pending = false;
+        self.unflushed = 0;
         Ok(())
     }
 
-    /// Append and sync the commit frame: from here on, recovery rolls forward.
-    pub fn commit(mut self, target: crate::stream::Fingerprint) -> Result<()> {
+    /// Append and sync the commit frame: from here on, recovery rolls forward. Returns the
+    /// journal's length up to and including the commit.
+    pub fn commit(mut self, target: crate::stream::Fingerprint) -> Result<u64> {
         let mut f = Vec::new();
-        encode_commit(self.entries, target, &mut f);
+        encode_commit(self.seed, self.entries, target, &mut f);
         self.append(&f)?;
-        self.sync()
+        self.sync()?;
+        Ok(self.file_pos + self.used as u64)
     }
 }
 
-/// Open the journal for writing (`create`: a new file, refusing to replace one) with
-/// `O_DIRECT` if the filesystem allows it, else buffered.
+/// Keep a finished journal (committed and recorded, or rolled back) as the destination's
+/// spare for the next apply to reuse; recovery does not look at spares.
+pub fn retire(paths: &DestPaths) -> Result<()> {
+    std::fs::rename(&paths.journal, &paths.spare).map_err(|e| Error::io(&paths.journal, e))?;
+    sync_dir(&paths.dir)
+}
+
+/// Delete the destination's spare journal (`recover --drop-spare`), freeing its space; the
+/// next apply then starts a new journal. False if there was none.
+pub fn drop_spare(paths: &DestPaths) -> Result<bool> {
+    match std::fs::remove_file(&paths.spare) {
+        Ok(()) => sync_dir(&paths.dir).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&paths.spare, e)),
+    }
+}
+
+/// Allocate the first `len` bytes of `file` (extending it) so the journal's writes need no
+/// block allocation; best effort: a filesystem without `fallocate` allocates as it writes.
+fn preallocate(file: &File, len: u64) {
+    use nix::fcntl::{fallocate, FallocateFlags};
+    if let Ok(len) = i64::try_from(len) {
+        let _ = fallocate(file, FallocateFlags::empty(), 0, len);
+    }
+}
+
+/// Rename `from` to `to`, failing if `to` exists (an active journal is never replaced).
+fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        // A filesystem without RENAME_NOREPLACE: check, then rename (the destination's lock
+        // keeps other lvmsyncs out meanwhile).
+        Err(nix::errno::Errno::EINVAL) if !to.exists() => {
+            std::fs::rename(from, to).map_err(|e| Error::io(to, e))
+        }
+        Err(e) => Err(Error::io(to, std::io::Error::from(e))),
+    }
+}
+
+/// Open the journal for writing (`create`: create it if missing) with `O_DIRECT` if the
+/// filesystem allows it, else buffered.
 fn open(path: &Path, create: bool) -> Result<File> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let file = OpenOptions::new()
         .write(true)
-        .create_new(create)
+        .create(create)
+        .truncate(false)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     // Set after opening (the mirror of `drop_direct`), so a filesystem without `O_DIRECT`
