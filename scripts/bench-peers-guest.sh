@@ -116,6 +116,32 @@ want=$(b3 $M-origin)
 [ "$(b3 $M-thin)" = "$want" ] || { echo "thin and origin differ after the same writes" >&2; exit 1; }
 log "target blake3 $want"
 
+# phases T0 LOG: where one of our runs spent its time, from its JSON log lines: up to
+# "sending" (start-up, snapshot, change discovery), send ("sending" to "sent": reading,
+# encoding; the receiver applies meanwhile), then the receiver's finish after the sender's.
+phases() {
+    python3 - "$1" "$2" <<'PY' | tee -a "$OUT/phases.txt" || true
+import datetime, json, sys
+t0, found = float(sys.argv[1]), {}
+for line in open(sys.argv[2], errors="replace"):
+    try:
+        rec = json.loads(line)
+        msg = rec["fields"]["message"]
+    except (ValueError, KeyError, TypeError):
+        continue
+    t = datetime.datetime.fromisoformat(rec["timestamp"].replace("Z", "+00:00")).timestamp()
+    for key in ("sending ", "sent ", "wrote "):
+        if msg.startswith(key) or f": {key}" in msg:
+            found.setdefault(key.strip(), t)
+if len(found) == 3:
+    print(f"    {sys.argv[2].rsplit('/', 1)[-1]}: to discovery done {found['sending'] - t0:.2f} s, "
+          f"send {found['sent'] - found['sending']:.2f} s, receive done "
+          f"{found['wrote'] - found['sent']:+.2f} s after the sender")
+else:
+    print(f"    {sys.argv[2]}: phase lines missing ({sorted(found)})")
+PY
+}
+
 # fresh_dest NAME: a thin snapshot of the old copy, active, as /dev/mapper/$VG-NAME.
 fresh_dest() {
     lvremove -q -f $VG/"$1" >/dev/null 2>&1 || true
@@ -125,11 +151,12 @@ fresh_dest() {
 # Each variant: a shell command line run with `bash -c` (D = its destination device); the time
 # is from its start to the end of a `sync` after it (the Ruby tool and rsync never fsync).
 declare -A CMD
+# (`--log-format json`: the log lines' timestamps split each run into phases, see phases().)
 CMD[ours-cow]='lvcreate -q --yes -s -L 64M -n c2 benchvg/origin >/dev/null &&
-  $LVMSYNC send benchvg/c2 --since benchvg/c1 --progress none --to - |
-  $LVMSYNC receive --force --progress none --state-dir /mnt/j/state $D'
-CMD[ours-thin]='$LVMSYNC send benchvg/thin --since benchvg/s1 --progress none --to - |
-  $LVMSYNC receive --force --progress none --state-dir /mnt/j/state $D'
+  $LVMSYNC send benchvg/c2 --since benchvg/c1 --progress none --log-format json --to - |
+  $LVMSYNC receive --force --progress none --log-format json --state-dir /mnt/j/state $D'
+CMD[ours-thin]='$LVMSYNC send benchvg/thin --since benchvg/s1 --progress none --log-format json --to - |
+  $LVMSYNC receive --force --progress none --log-format json --state-dir /mnt/j/state $D'
 CMD[ruby-cow]='ruby $LVMSYNC_RUBY_SRC/bin/lvmsync --stdout benchvg/c1 |
   ruby $LVMSYNC_RUBY_SRC/bin/lvmsync --apply - $D'
 CMD[ruby-thin]='ruby $LVMSYNC_RUBY_SRC/bin/lvmsync --stdout benchvg/s1 |
@@ -151,7 +178,9 @@ for r in $(seq 1 "$ROUNDS"); do
         drop_caches
         export D=$M-$name
         log "round $r: $v"
+        t_start=$(now)
         timed "$OUT/$v.$r.log" "${CMD[$v]}"
+        case $v in ours-*) phases "$t_start" "$OUT/$v.$r.log" ;; esac
         got=$(b3 "$D")
         ok=$([ "$rc" = 0 ] && [ "$got" = "$want" ] && echo equal || echo "DIFFERENT(rc=$rc)")
         log "round $r: $v: $secs s, exit $rc, destination $ok"

@@ -8,7 +8,9 @@
 # same machine, and the destination is hashed against the source. See
 # scripts/bench-peers-guest.sh for the layout and docs/performance.md ("Versus the Ruby
 # lvmsync and rsync") for results. A benchmark, not a test: 1 GiB took 47 minutes under TCG on
-# a loaded 2-core host; plan well over an hour for the default 4 GiB.
+# a loaded 2-core host. At 4 GiB each b3sum of a destination alone takes 5-13 minutes under
+# TCG (single-threaded on a block device), so one round of the five variants is 1.5-2.5 hours
+# and the default three rounds need a quiet machine and an afternoon (BENCH_ROUNDS=1 for less).
 #
 # usage: LVMSYNC_RUBY_SRC=/path/to/ruby-lvmsync scripts/bench-peers.sh
 #   LVMSYNC_RUBY_SRC  a checkout of the Ruby lvmsync (https://github.com/mpalmer/lvmsync,
@@ -16,7 +18,7 @@
 #   BENCH_SIZE_MIB    device size in MiB (default 4096)
 #   BENCH_ROUNDS      interleaved rounds of every variant (default 3; the table shows the median)
 #   BENCH_VARIANTS    subset of "ours-cow ours-thin ruby-cow ruby-thin rsync"
-#   BENCH_TIMEOUT     guest timeout in seconds (default 5400)
+#   BENCH_TIMEOUT     guest timeout in seconds (default 3600 + 3600 per round)
 #   BENCH_KEEP=1      keep the work dir (target/bench-peers-<pid>: base image, logs)
 #   LVMSYNC_BIN       an lvmsync binary to use instead of building target/release/lvmsync
 # Installs ruby, ruby-treetop (the Ruby lvmsync's parser gem, from Debian), rsync and b3sum
@@ -75,7 +77,7 @@ with open(path, "wb") as f:
 EOF
 
 echo "bench-peers: load before the boot: $(uptime)"
-vm-tests/run --timeout "${BENCH_TIMEOUT:-5400}" --module ext4 --disk "$((S * 4 + 1024))M" --rw "$work" -- \
+vm-tests/run --timeout "${BENCH_TIMEOUT:-$((3600 + ${BENCH_ROUNDS:-3} * 3600))}" --module ext4 --disk "$((S * 4 + 1024))M" --rw "$work" -- \
     env BENCH_SIZE_MIB="$S" BENCH_ROUNDS="${BENCH_ROUNDS:-3}" BENCH_BASE="$work/base.img" \
     BENCH_OUT="$work/out" LVMSYNC="$work/lvmsync" LVMSYNC_RUBY_SRC="$work/ruby-lvmsync" \
     BENCH_RUBYLIB="$work/rubylib" ${BENCH_VARIANTS:+BENCH_VARIANTS="$BENCH_VARIANTS"} \
@@ -86,6 +88,8 @@ echo "bench-peers: load after the boot: $(uptime)"
 # same snapshot kind (rsync, which needs no snapshot, against both).
 echo
 cat "$work/out/writes.txt"
+# Our runs' phases (discovery, send, the receiver's finish), from their JSON log lines.
+[ -f "$work/out/phases.txt" ] && cat "$work/out/phases.txt"
 awk -F'\t' '
     $4 != "equal" { bad = bad " " $1 "#" $2 }
     $4 == "equal" { n[$1]++; t[$1, n[$1]] = $3 }
