@@ -61,22 +61,10 @@ impl Destination {
             .map_err(|e| self.err(e))
     }
 
-    /// True if `[offset, offset+len)` is known to read as zeroes without reading it: a hole
-    /// of a regular file (`SEEK_DATA` finds no data before its end). False when unsure.
-    pub fn is_hole(&self, offset: u64, len: u64) -> bool {
-        use nix::unistd::{lseek, Whence};
-        let Ok(start) = i64::try_from(offset) else {
-            return false;
-        };
-        if self.is_block {
-            return false;
-        }
-        match lseek(&self.file, start, Whence::SeekData) {
-            Ok(data) => data as u64 >= offset + len,
-            // No data at or after `offset` (it is inside the file: callers stay below its size).
-            Err(nix::errno::Errno::ENXIO) => offset < self.size().unwrap_or(0),
-            Err(_) => false,
-        }
+    /// The holes of a destination file (ranges that read as zeroes without being read),
+    /// asked in increasing order; a block device has none.
+    pub fn holes(&self) -> crate::blockhash::holes::Holes<'_> {
+        crate::blockhash::holes::Holes::new(&self.file)
     }
 
     /// Read exactly `buf.len()` bytes at `offset`.

@@ -41,6 +41,9 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// Writes of at least twice this are split in two written at once.
+const PARALLEL_MIN: usize = 1 << 20;
+
 /// A spare larger than twice an apply's worst-case journal plus this is cut back to it.
 pub const SPARE_SLACK: u64 = 64 << 20;
 
@@ -249,7 +252,7 @@ impl UndoJournal {
             whole
         };
         let w = self.at..self.at + end;
-        if let Err(e) = self.file.write_all_at(&self.mem[w.clone()], self.file_pos) {
+        if let Err(e) = write_halves(&self.file, &self.mem[w.clone()], self.file_pos) {
             // A filesystem that refuses direct I/O for this write: fall back to buffered.
             if e.raw_os_error() != Some(nix::libc::EINVAL) || !self.drop_direct() {
                 return Err(Error::io(&self.path, e));
@@ -334,6 +337,7 @@ impl UndoJournal {
         let end = (offset + len).min(self.undo_end);
         // Past a grown file's old end: no entry (recovery cuts it off); it reads as zeroes.
         let mut changed = offset + len > end && !matches!(incoming, Incoming::Zeroes);
+        let mut holes = dest.holes();
         let mut pos = offset;
         while pos < end {
             let n = (end - pos).min(IO_PIECE) as usize;
@@ -341,7 +345,7 @@ impl UndoJournal {
                 Incoming::Data(d) => Some(&d[(pos - offset) as usize..][..n]),
                 _ => None,
             };
-            let zero_entry = if dest.is_hole(pos, n as u64) {
+            let zero_entry = if holes.is_hole(pos, pos + n as u64) {
                 // Reads as zeroes: nothing to read or store but the fact.
                 let same = matches!(incoming, Incoming::Zeroes) || new.is_some_and(is_zero);
                 changed |= !same;
@@ -412,6 +416,22 @@ impl UndoJournal {
 pub fn retire(paths: &DestPaths) -> Result<()> {
     std::fs::rename(&paths.journal, &paths.spare).map_err(|e| Error::io(&paths.journal, e))?;
     sync_dir(&paths.dir)
+}
+
+/// Write `buf` at `pos`; a large buffer as two halves at once (on a second thread), which
+/// keeps more of the disk busy: `O_DIRECT` writes are synchronous, and two in flight went
+/// ~1.6x as fast as one on the benchmark machine's virtual disk.
+fn write_halves(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
+    if buf.len() < 2 * PARALLEL_MIN {
+        return file.write_all_at(buf, pos);
+    }
+    let mid = buf.len() / 2 / BLOCK * BLOCK;
+    let (a, b) = buf.split_at(mid);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| file.write_all_at(b, pos + mid as u64));
+        let first = file.write_all_at(a, pos);
+        first.and(second.join().expect("a journal write does not panic"))
+    })
 }
 
 /// Delete the destination's spare journal (`recover --drop-spare`), freeing its space; the
