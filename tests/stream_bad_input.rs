@@ -59,7 +59,9 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_none_or(|x| x != "lock"))
+        // The lock, and the spare journal a refused apply takes and sets aside again (it
+        // rewrites its head), are bookkeeping, not the destination's state.
+        .filter(|p| p.extension().is_none_or(|x| x != "lock" && x != "spare"))
         .map(|p| {
             let b = std::fs::read(&p).unwrap();
             (p, b)
