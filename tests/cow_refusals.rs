@@ -88,6 +88,11 @@ fn store_ends_mid_area() {
     let area1 = s.area_chunk(1) * 512;
     refused(&render(&writes, area1 + 256), "metadata area 1");
     refused(&render(&writes, area1), "metadata area 1");
+    // Far into the store, several read-ahead buffers of areas past the start.
+    let s = StoreSpec::new(1, (0..32 * 300).collect());
+    let (writes, _) = s.layout();
+    let area299 = s.area_chunk(299) * 512;
+    refused(&render(&writes, area299 + 100), "metadata area 299");
 }
 
 #[test]

@@ -58,6 +58,16 @@ fn many_areas_small_chunks() {
 }
 
 #[test]
+fn read_ahead_across_buffers_and_pieces() {
+    // 512 B chunks: 1,250 areas, read ahead 128 areas to a buffer by several threads.
+    check(&StoreSpec::new(1, shuffled_chunks(40_000, 7, 3)));
+    // 2 MiB chunks: an area is read in two 1 MiB pieces; the list ends in the second.
+    let spec = StoreSpec::new(4096, shuffled_chunks(70_000, 11, 1));
+    assert!(spec.records().len() as u64 > (1 << 20) / 16);
+    check(&spec);
+}
+
+#[test]
 fn empty_store_has_no_changes() {
     let cs = changes_from_bytes(&StoreSpec::new(8, vec![]).to_bytes(), "mem").unwrap();
     assert!(cs.is_empty());

@@ -6,6 +6,7 @@
 //! continues in the next area. A large area may arrive in several pieces, so decoding takes a
 //! slice of records and the index of its first record.
 
+use super::collect::OldChunks;
 use super::geometry::{Geometry, EXCEPTION_LEN};
 use super::problem::StoreProblem;
 
@@ -31,18 +32,32 @@ pub fn scan_records(
     area: u64,
     first_entry: u64,
     bytes: &[u8],
-    out: &mut Vec<u64>,
+    out: &mut OldChunks,
 ) -> Result<Scan, StoreProblem> {
     debug_assert_eq!(bytes.len() as u64 % EXCEPTION_LEN, 0);
-    for (i, rec) in bytes.chunks_exact(EXCEPTION_LEN as usize).enumerate() {
+    let store_chunks = geom.store_chunks();
+    // The checks only note a bad record; which one it was is found after the loop, so the
+    // loop itself has no branch but the end of the list.
+    let mut bad = false;
+    let mut ended = false;
+    let mut decoded = 0;
+    for rec in bytes.chunks_exact(EXCEPTION_LEN as usize) {
         let new_chunk = le_u64(&rec[8..16]);
         if new_chunk == 0 {
-            return Ok(Scan::Ended);
+            ended = true;
+            break;
         }
-        geom.check_new_chunk(area, first_entry + i as u64, new_chunk)?;
+        bad |= new_chunk >= store_chunks || geom.is_metadata(new_chunk);
         out.push(le_u64(&rec[..8]));
+        decoded += 1;
     }
-    Ok(Scan::Continues)
+    if bad {
+        let records = bytes.chunks_exact(EXCEPTION_LEN as usize).take(decoded);
+        for (i, rec) in records.enumerate() {
+            geom.check_new_chunk(area, first_entry + i as u64, le_u64(&rec[8..16]))?;
+        }
+    }
+    Ok(if ended { Scan::Ended } else { Scan::Continues })
 }
 
 #[cfg(test)]
@@ -67,11 +82,10 @@ mod tests {
             512 * 100,
         )
         .unwrap();
-        let mut out = Vec::new();
+        let mut out = OldChunks::default();
         let bytes = records(&[(7, 2), (3, 3), (9, 0), (5, 4)]);
         assert_eq!(scan_records(&g, 0, 0, &bytes, &mut out), Ok(Scan::Ended));
-        assert_eq!(out, vec![7, 3]);
-        out.clear();
+        assert_eq!(out.as_slice(), &[7, 3]);
         assert_eq!(
             scan_records(&g, 0, 0, &bytes[..32], &mut out),
             Ok(Scan::Continues)

@@ -4,8 +4,9 @@
 //! unsorted. They must come out sorted, checked for duplicates (each origin chunk is copied at
 //! most once per snapshot) and for byte ranges past 64 bits, with consecutive chunks merged.
 //! Two ways, same result: when the chunks are dense (a bitmap up to the largest one is no
-//! bigger than the list itself, the usual case) one bit per chunk sorts them in a single pass;
-//! otherwise a radix sort does. Either way memory stays within twice the list.
+//! bigger than the list itself, the usual case) one bit per chunk sorts them in a single pass,
+//! set area by area while later areas are still being read; otherwise a radix sort does.
+//! Either way memory stays within about twice the list.
 
 use super::geometry::Geometry;
 use super::problem::StoreProblem;
@@ -14,12 +15,101 @@ use crate::error::Result;
 use crate::units::Bytes;
 use crate::ChangeSet;
 
+/// The origin chunks of the listed exceptions in list order, and what sorting them needs to
+/// know (largest, and which bits vary), gathered as each area is accepted.
+///
+/// While the chunks stay dense, accepting an area also sets their bits in a bitmap, so that
+/// work overlaps the reading of the next areas instead of waiting for the end of the list.
+#[derive(Debug)]
+pub struct OldChunks {
+    list: Vec<u64>,
+    max: u64,
+    any: u64,
+    all: u64,
+    /// One bit per chunk in `0..=max`, dropped for good once it would outgrow the list by
+    /// more than [`BITMAP_SLACK_WORDS`].
+    bits: Option<Vec<u64>>,
+    /// The first chunk (in list order) whose bit was already set.
+    twice: Option<u64>,
+}
+
+/// Words of bitmap allowed beyond one per listed chunk while the list is short (128 KiB:
+/// chunks up to 2^20 from the first area on).
+const BITMAP_SLACK_WORDS: usize = 1 << 14;
+
+impl Default for OldChunks {
+    fn default() -> Self {
+        OldChunks {
+            list: Vec::new(),
+            max: 0,
+            any: 0,
+            all: u64::MAX,
+            bits: Some(Vec::new()),
+            twice: None,
+        }
+    }
+}
+
+impl OldChunks {
+    /// Chunks collected so far (accepted or not).
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Append one origin chunk.
+    #[inline]
+    pub fn push(&mut self, chunk: u64) {
+        self.list.push(chunk);
+    }
+
+    /// The chunks from index `start` on are final (their area was read for good).
+    pub fn accept_from(&mut self, start: usize) {
+        for &c in &self.list[start..] {
+            self.max = self.max.max(c);
+            self.any |= c;
+            self.all &= c;
+        }
+        let need = usize::try_from(self.max / 64 + 1).unwrap_or(usize::MAX);
+        let limit = self.list.len().saturating_add(BITMAP_SLACK_WORDS);
+        let Some(words) = self.bits.as_mut() else {
+            return;
+        };
+        if need > limit {
+            self.bits = None;
+            return;
+        }
+        if need > words.len() {
+            words.resize(need.max(words.len() * 2).min(limit), 0);
+        }
+        if let Err(c) = set_bits(words, &self.list[start..]) {
+            self.twice.get_or_insert(c);
+        }
+    }
+
+    /// True when the chunks `start..mid` equal the chunks after `mid` (two reads of one area).
+    pub fn agree(&self, start: usize, mid: usize) -> bool {
+        self.list[start..mid] == self.list[mid..]
+    }
+
+    /// The chunks collected so far, in list order.
+    #[cfg(test)]
+    pub fn as_slice(&self) -> &[u64] {
+        &self.list
+    }
+
+    /// Forget the chunks in `range` (an earlier read of an area that was read again).
+    pub fn drain(&mut self, range: std::ops::Range<usize>) {
+        self.list.drain(range);
+    }
+}
+
 /// The change set for the origin chunks `old_chunks` of the store `name` with geometry `geom`.
-pub fn into_change_set(geom: &Geometry, old_chunks: Vec<u64>, name: &str) -> Result<ChangeSet> {
+pub fn into_change_set(geom: &Geometry, old_chunks: OldChunks, name: &str) -> Result<ChangeSet> {
     let chunk = geom.chunk_bytes();
-    let Some(&max) = old_chunks.iter().max() else {
+    if old_chunks.list.is_empty() {
         return Ok(ChangeSet::empty(Bytes(chunk)));
-    };
+    }
+    let max = old_chunks.max;
     let fits = max
         .checked_add(1)
         .and_then(|n| n.checked_mul(chunk))
@@ -27,82 +117,103 @@ pub fn into_change_set(geom: &Geometry, old_chunks: Vec<u64>, name: &str) -> Res
     if !fits {
         return Err(StoreProblem::OldChunkTooLarge(max).into_error(name));
     }
-    let runs = if max / 64 < old_chunks.len() as u64 {
-        runs_by_bitmap(old_chunks, max)
+    let runs = if max / 64 < old_chunks.list.len() as u64 {
+        match (old_chunks.bits, old_chunks.twice) {
+            (_, Some(c)) => Err(StoreProblem::DuplicateOldChunk(c)),
+            (Some(words), None) => Ok(runs_from_bits(&words, chunk)),
+            (None, None) => runs_by_bitmap(&old_chunks.list, max, chunk),
+        }
     } else {
-        runs_by_sort(old_chunks)
+        drop(old_chunks.bits);
+        runs_by_sort(old_chunks.list, old_chunks.any ^ old_chunks.all, chunk)
     }
     .map_err(|p| p.into_error(name))?;
-    ChangeSet::from_sorted(Bytes(chunk), runs.into_extents(chunk))
+    Ok(ChangeSet::from_merged(Bytes(chunk), runs.0))
 }
 
-/// Sorted runs of consecutive chunks, built one run at a time into the final extent list
-/// (so the result is allocated once, at its exact size).
-struct Runs(Vec<Extent>);
+/// Sorted, maximal runs of consecutive chunks, built one run at a time straight into the final
+/// byte extents (allocated once, at their exact number).
+struct Runs(Vec<Extent>, u64);
 
 impl Runs {
-    fn with_capacity(n: usize) -> Self {
-        Runs(Vec::with_capacity(n))
+    fn with_capacity(n: usize, chunk: u64) -> Self {
+        Runs(Vec::with_capacity(n), chunk)
     }
 
-    /// Add `n` chunks from chunk `first` (above every chunk added so before), in chunk units.
+    /// Add the run of `n` chunks from chunk `first`: above and not touching every run before
+    /// (the caller checked that the byte range fits in 64 bits).
+    #[inline]
     fn push(&mut self, first: u64, n: u64) {
-        match self.0.last_mut() {
-            Some(last) if last.offset.0 + last.length.0 == first => last.length.0 += n,
-            _ => self.0.push(Extent::new(first, n, ExtentKind::Changed)),
-        }
-    }
-
-    /// The runs as byte extents (chunk units scaled in place; the caller checked the range).
-    fn into_extents(mut self, chunk: u64) -> Vec<Extent> {
-        for e in &mut self.0 {
-            e.offset.0 *= chunk;
-            e.length.0 *= chunk;
-        }
+        let chunk = self.1;
         self.0
+            .push(Extent::new(first * chunk, n * chunk, ExtentKind::Changed));
     }
 }
 
-/// Sorted runs, by setting one bit per chunk in `0..=max`.
-fn runs_by_bitmap(old_chunks: Vec<u64>, max: u64) -> Result<Runs, StoreProblem> {
-    let mut words = vec![0u64; (max / 64 + 1) as usize];
-    for c in old_chunks {
+/// Set the bit of each chunk in `chunks` (each within `words`); the first already set is an error.
+fn set_bits(words: &mut [u64], chunks: &[u64]) -> Result<(), u64> {
+    let mut twice = None;
+    for &c in chunks {
         let (w, bit) = ((c / 64) as usize, 1u64 << (c % 64));
         if words[w] & bit != 0 {
-            return Err(StoreProblem::DuplicateOldChunk(c));
+            twice.get_or_insert(c);
         }
         words[w] |= bit;
     }
+    twice.map_or(Ok(()), Err)
+}
+
+/// Sorted runs, by setting one bit per chunk in `0..=max` (every chunk is at most `max`).
+fn runs_by_bitmap(old_chunks: &[u64], max: u64, chunk: u64) -> Result<Runs, StoreProblem> {
+    let mut words = vec![0u64; (max / 64 + 1) as usize];
+    set_bits(&mut words, old_chunks).map_err(StoreProblem::DuplicateOldChunk)?;
+    Ok(runs_from_bits(&words, chunk))
+}
+
+/// The runs of set bits in `words` (bit `i % 64` of word `i / 64` for chunk `i`).
+fn runs_from_bits(words: &[u64], chunk: u64) -> Runs {
     // A run starts at a set bit whose lower neighbour (possibly in the word below) is clear.
-    let starts = |i: usize, w: u64| {
-        let carry = i.checked_sub(1).map_or(0, |p| words[p] >> 63);
-        w & !((w << 1) | carry)
-    };
-    let count: u32 = words
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| starts(i, w).count_ones())
-        .sum();
-    let mut runs = Runs::with_capacity(count as usize);
+    let mut count = 0usize;
+    let mut carry = 0u64;
+    for &w in words {
+        count += (w & !((w << 1) | carry)).count_ones() as usize;
+        carry = w >> 63;
+    }
+    let mut runs = Runs::with_capacity(count, chunk);
+    // The start of a run that reaches the top bit of the word before.
+    let mut open: Option<u64> = None;
     for (i, &w) in words.iter().enumerate() {
+        let base = i as u64 * 64;
         let mut rest = w;
+        if let Some(start) = open {
+            let ones = rest.trailing_ones();
+            if ones == 64 {
+                continue;
+            }
+            runs.push(start, base + u64::from(ones) - start);
+            open = None;
+            rest &= u64::MAX << ones;
+        }
         while rest != 0 {
             let lo = rest.trailing_zeros();
             let len = (rest >> lo).trailing_ones();
-            runs.push(i as u64 * 64 + u64::from(lo), u64::from(len));
-            rest = if lo + len >= 64 {
-                0
-            } else {
-                rest & (u64::MAX << (lo + len))
-            };
+            if lo + len == 64 {
+                open = Some(base + u64::from(lo));
+                break;
+            }
+            runs.push(base + u64::from(lo), u64::from(len));
+            rest &= u64::MAX << (lo + len);
         }
     }
-    Ok(runs)
+    if let Some(start) = open {
+        runs.push(start, words.len() as u64 * 64 - start);
+    }
+    runs
 }
 
-/// Sorted runs, by radix-sorting the chunks.
-fn runs_by_sort(mut old_chunks: Vec<u64>) -> Result<Runs, StoreProblem> {
-    super::radix::sort_u64(&mut old_chunks);
+/// Sorted runs, by radix-sorting the chunks over the bits in `varying` (set where chunks differ).
+fn runs_by_sort(mut old_chunks: Vec<u64>, varying: u64, chunk: u64) -> Result<Runs, StoreProblem> {
+    super::radix::sort_u64(&mut old_chunks, varying);
     let mut count = 1usize;
     for w in old_chunks.windows(2) {
         if w[0] == w[1] {
@@ -110,10 +221,20 @@ fn runs_by_sort(mut old_chunks: Vec<u64>) -> Result<Runs, StoreProblem> {
         }
         count += usize::from(w[1] != w[0] + 1);
     }
-    let mut runs = Runs::with_capacity(count);
-    for c in old_chunks {
-        runs.push(c, 1);
+    let mut runs = Runs::with_capacity(count, chunk);
+    let Some((&first, rest)) = old_chunks.split_first() else {
+        return Ok(runs);
+    };
+    let (mut start, mut len) = (first, 1u64);
+    for &c in rest {
+        if c == start + len {
+            len += 1;
+        } else {
+            runs.push(start, len);
+            (start, len) = (c, 1);
+        }
     }
+    runs.push(start, len);
     Ok(runs)
 }
 
@@ -123,10 +244,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn pairs(r: Runs) -> Vec<(u64, u64)> {
-        r.into_extents(1)
-            .iter()
-            .map(|e| (e.offset.0, e.length.0))
-            .collect()
+        r.0.iter().map(|e| (e.offset.0, e.length.0)).collect()
     }
 
     fn reference(chunks: &[u64]) -> Option<Vec<(u64, u64)>> {
@@ -153,9 +271,29 @@ mod tests {
             let want = reference(&chunks);
             let max = *chunks.iter().max().unwrap();
             if max < 1 << 20 {
-                prop_assert_eq!(runs_by_bitmap(chunks.clone(), max).ok().map(pairs), want.clone());
+                prop_assert_eq!(runs_by_bitmap(&chunks, max, 1).ok().map(pairs), want.clone());
             }
-            prop_assert_eq!(runs_by_sort(chunks).ok().map(pairs), want);
+            let varying = chunks.iter().fold(0, |a, &c| a | c) ^ chunks.iter().fold(u64::MAX, |a, &c| a & c);
+            prop_assert_eq!(runs_by_sort(chunks, varying, 1).ok().map(pairs), want);
+        }
+
+        /// Chunks accepted a batch (an area) at a time, with the bitmap kept all along or
+        /// outgrown on the way, give the reference runs or refuse the duplicate.
+        #[test]
+        fn accepted_in_batches(chunks in prop::collection::vec(
+            prop_oneof![0u64..300, 0u64..5000, 0u64..1 << 40], 1..400), batch in 1usize..40) {
+            let mut collected = OldChunks::default();
+            for part in chunks.chunks(batch) {
+                let start = collected.len();
+                part.iter().for_each(|&c| collected.push(c));
+                collected.accept_from(start);
+            }
+            let header = crate::cow::header::Header { chunk_size: crate::units::Sectors(1) };
+            let geom = Geometry::new(&header, 1 << 20).unwrap();
+            let got = into_change_set(&geom, collected, "batches").ok().map(|cs| {
+                cs.extents().iter().map(|e| (e.offset.0 / 512, e.length.0 / 512)).collect()
+            });
+            prop_assert_eq!(got, reference(&chunks));
         }
     }
 }

@@ -16,6 +16,21 @@ pub struct Geometry {
     chunk_bytes: u64,
     per_area: u64,
     store_chunks: u64,
+    /// The inverse of the stride `E + 1` modulo 2^64 (it is odd: `E` is a power of two), so
+    /// that "is a multiple of the stride" is a multiplication instead of a division.
+    stride_inverse: u64,
+    /// `u64::MAX / (E + 1)`: the largest product of a multiple of the stride and its inverse.
+    stride_limit: u64,
+}
+
+/// The inverse of odd `d` modulo 2^64 (Newton's iteration doubles the correct low bits each
+/// step, from 3 bits for `x = d`: five steps give 96).
+fn inverse_mod_2_64(d: u64) -> u64 {
+    let mut x = d;
+    for _ in 0..5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(d.wrapping_mul(x)));
+    }
+    x
 }
 
 impl Geometry {
@@ -26,10 +41,16 @@ impl Geometry {
             .to_bytes()
             .ok_or(StoreProblem::BadChunkSize(header.chunk_size.0))?
             .0;
+        let per_area = chunk_bytes / EXCEPTION_LEN;
+        if !per_area.is_power_of_two() {
+            return Err(StoreProblem::BadChunkSize(header.chunk_size.0));
+        }
         Ok(Geometry {
             chunk_bytes,
-            per_area: chunk_bytes / EXCEPTION_LEN,
+            per_area,
             store_chunks: store_len / chunk_bytes,
+            stride_inverse: inverse_mod_2_64(per_area + 1),
+            stride_limit: u64::MAX / (per_area + 1),
         })
     }
 
@@ -55,6 +76,14 @@ impl Geometry {
             .checked_mul(self.chunk_bytes)
     }
 
+    /// True if data chunk `chunk` (non-zero) is a metadata area: chunks `1 + k(E + 1)`, the
+    /// ones where `chunk - 1` is a multiple of the odd stride `E + 1`, which holds exactly when
+    /// its product with the stride's inverse is at most `u64::MAX / (E + 1)`.
+    #[inline]
+    pub fn is_metadata(&self, chunk: u64) -> bool {
+        (chunk - 1).wrapping_mul(self.stride_inverse) <= self.stride_limit
+    }
+
     /// Check that exception `entry` of area `area` may point at data chunk `new_chunk` (non-zero):
     /// inside the store and neither the header nor a metadata area.
     pub fn check_new_chunk(
@@ -71,8 +100,7 @@ impl Geometry {
                 store_chunks: self.store_chunks,
             });
         }
-        // Metadata chunks are 1 + k(E+1); the header (0) never reaches here as 0 ends the list.
-        if (new_chunk - 1) % (self.per_area + 1) == 0 {
+        if self.is_metadata(new_chunk) {
             return Err(StoreProblem::NewChunkIsMetadata {
                 area,
                 entry,
@@ -104,5 +132,12 @@ mod tests {
         assert!(g.check_new_chunk(0, 0, 999).is_ok());
         assert!(g.check_new_chunk(0, 0, 1000).is_err());
         assert_eq!(g.area_offset(u64::MAX), None);
+        for c in 1..5000u64 {
+            assert_eq!(g.is_metadata(c), (c - 1) % 257 == 0, "{c}");
+        }
+        for k in [1u64 << 40, u64::MAX / 257 - 1] {
+            assert!(g.is_metadata(1 + k * 257));
+            assert!(!g.is_metadata(2 + k * 257));
+        }
     }
 }

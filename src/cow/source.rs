@@ -17,6 +17,19 @@ pub trait StoreSource {
     fn store_len(&self) -> u64;
     /// Fill `buf` from byte `offset`; the caller keeps `offset + buf.len()` within the store.
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Independent readers of the same store that read metadata areas ahead of the walk, on
+    /// threads of their own, while the caller decodes. Empty (the default): the walk reads
+    /// everything itself, as suits memory and test sources.
+    ///
+    /// One reader reads the areas strictly one after another (each read starts after the one
+    /// before it finished), which keeps the order a live store relies on (see [`StoreFile`]).
+    /// Several readers have reads in flight at once, for sources nothing appends to.
+    fn read_ahead(&self) -> io::Result<Vec<Self>>
+    where
+        Self: Sized,
+    {
+        Ok(Vec::new())
+    }
 }
 
 impl StoreSource for &[u8] {
@@ -37,7 +50,19 @@ impl StoreSource for &[u8] {
 /// Alignment of `O_DIRECT` buffers, offsets and lengths (covers 512 B and 4 KiB devices).
 const DIRECT_ALIGN: usize = 4096;
 
+/// Readers with reads in flight at once on a regular file (a copy of a store): enough to keep
+/// a disk's queue busy, few enough for a small machine.
+const FILE_READERS: usize = 4;
+
 /// An exception store in a file or block device.
+///
+/// Reading ahead ([`StoreSource::read_ahead`]): a block device may be a live `-cow` device
+/// the kernel is appending to. The kernel zeroes metadata area `k + 1` before it writes area
+/// `k` full, so area `k + 1` holds meaningful bytes only if it is read after area `k` was
+/// seen full; before that it may hold anything, even a full-looking area of an older store
+/// on the same disk space. Block devices therefore get one read-ahead thread that reads the
+/// areas strictly in order (the decoding still overlaps the reads). A regular file is a copy
+/// nothing appends to, so several readers keep several reads in flight.
 #[derive(Debug)]
 pub struct StoreFile {
     file: File,
@@ -75,6 +100,23 @@ impl StoreFile {
 impl StoreSource for StoreFile {
     fn store_len(&self) -> u64 {
         self.len
+    }
+
+    fn read_ahead(&self) -> io::Result<Vec<Self>> {
+        let readers = if self.bounce.is_some() {
+            1
+        } else {
+            FILE_READERS
+        };
+        (0..readers)
+            .map(|_| {
+                Ok(StoreFile {
+                    file: self.file.try_clone()?,
+                    len: self.len,
+                    bounce: self.bounce.as_ref().map(|_| Vec::new()),
+                })
+            })
+            .collect()
     }
 
     fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
