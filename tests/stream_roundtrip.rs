@@ -184,3 +184,48 @@ fn json_progress_and_send_dry_run() {
     assert_eq!(last["bytes"], last["total"]);
     assert!(last["rate_bytes_per_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn sparse_sources_send_their_holes_as_zero_records_and_round_trip() {
+    use std::os::unix::fs::FileExt;
+    let d = tmp();
+    let (old, new) = (at(&d, "old.img"), at(&d, "new.img"));
+    let mut data = vec![0u8; 300_000];
+    Rng(11).fill(&mut data);
+    // Old: a 64 MiB hole. New: data at 5 MiB and at an odd offset near 40 MiB, holes elsewhere.
+    let size = 64u64 << 20;
+    std::fs::File::create(&old).unwrap().set_len(size).unwrap();
+    let f = std::fs::File::create(&new).unwrap();
+    f.set_len(size).unwrap();
+    f.write_all_at(&data[..200_000], 5 << 20).unwrap();
+    f.write_all_at(&data[200_000..], (40 << 20) + 123).unwrap();
+    drop(f);
+    let full = at(&d, "full.lvd");
+    ok(&bin()
+        .args(["send", "--progress", "none", "--to"])
+        .arg(&full)
+        .arg(&new)
+        .output()
+        .unwrap());
+    let delta = at(&d, "delta.lvd");
+    ok(&send_base(&old, &new, &delta));
+    for stream in [&full, &delta] {
+        let len = std::fs::metadata(stream).unwrap().len();
+        assert!(len < 400_000, "{} is {len} bytes", stream.display());
+    }
+    // Full sync onto garbage: the hole records must really zero it.
+    let dest = at(&d, "dest.img");
+    let mut garbage = vec![0u8; size as usize];
+    Rng(9).fill(&mut garbage);
+    write(&dest, &garbage);
+    ok(&apply(&full, &dest, &at(&d, "st"), &[]));
+    assert_eq!(file_hash(&dest), file_hash(&new));
+    // The delta applies to a copy of old (its base, checked by content).
+    let dest2 = at(&d, "dest2.img");
+    std::fs::File::create(&dest2)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    ok(&apply(&delta, &dest2, &at(&d, "st2"), &[]));
+    assert_eq!(file_hash(&dest2), file_hash(&new));
+}

@@ -32,6 +32,16 @@ impl<'a> Holes<'a> {
         }
     }
 
+    /// How many bytes from `start` (at most `end - start`) lie in a hole: 0 when `start` is in
+    /// data (or unsure).
+    pub fn hole_len(&mut self, start: u64, end: u64) -> u64 {
+        if start < end && self.is_hole(start, start + 1) {
+            self.hole.1.min(end) - start
+        } else {
+            0
+        }
+    }
+
     /// True when `[start, end)` holds no data: it reads as zeroes (past the end of the file
     /// counts as a hole too). False when unsure.
     pub fn is_hole(&mut self, start: u64, end: u64) -> bool {
@@ -97,5 +107,8 @@ mod tests {
         // Out of order still answers correctly.
         assert!(!h.is_hole(3 * mib, 3 * mib + 1));
         assert!(h.is_hole(0, 3 * mib));
+        assert_eq!(h.hole_len(mib, 8 * mib), 2 * mib);
+        assert_eq!(h.hole_len(3 * mib, 8 * mib), 0);
+        assert_eq!(h.hole_len(5 * mib, 7 * mib), 2 * mib);
     }
 }

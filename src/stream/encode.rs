@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc::{channel, sync_channel};
+use std::sync::mpsc::{channel, sync_channel, Sender};
 use std::sync::{Arc, Mutex};
 
 /// Tuning of the send pipeline.
@@ -77,15 +77,20 @@ const PIECES_PER_JOB: usize = 64;
 
 enum Job {
     Discard(u64, u64),
-    /// Source bytes of consecutive extents in one buffer: `(offset, length)` of each piece.
+    /// A range in a hole of a sparse source file: zeroes, not read.
+    Hole(u64, u64),
+    /// Source bytes of consecutive extents in one buffer: `(offset, length)` of each piece
+    /// (the buffer may be longer than the pieces: a reused one).
     Data(Vec<(u64, usize)>, Vec<u8>),
 }
 
-/// The reader's job under construction: pieces read back to back into one buffer.
+/// The reader's job under construction: pieces read back to back into one buffer, whose
+/// first `used` bytes they fill.
 #[derive(Default)]
 struct Pieces {
     pieces: Vec<(u64, usize)>,
     buf: Vec<u8>,
+    used: usize,
 }
 
 enum Part {
@@ -137,9 +142,13 @@ pub fn send_changes<W: Write>(
     let (job_tx, job_rx) = sync_channel::<(u64, Job)>(opts.in_flight.max(1));
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = channel::<(u64, Result<Vec<Part>>)>();
+    // Spent chunk and payload buffers, reused for later jobs (tokens bound how many exist):
+    // no allocation and zero-filling of a fresh buffer per MiB.
+    let (pool_tx, pool_rx) = channel::<Vec<u8>>();
     std::thread::scope(|s| -> Result<()> {
         let reader_res = res_tx.clone();
         s.spawn(move || {
+            let mut holes = crate::blockhash::holes::Holes::new(&file);
             let mut seq = 0u64;
             // Send one job (its token is already taken); false when the pipeline stopped.
             let mut send = |job: Job| {
@@ -147,15 +156,18 @@ pub fn send_changes<W: Write>(
                 seq += 1;
                 ok
             };
+            // Send the job under construction, then `job` on a token of its own.
+            let alone = |job: Job, pieces: &mut Pieces, send: &mut dyn FnMut(Job) -> bool| {
+                let data = std::mem::take(pieces);
+                (data.pieces.is_empty() || send(Job::Data(data.pieces, data.buf)))
+                    && token_rx.recv().is_ok()
+                    && send(job)
+            };
             let mut job = Pieces::default();
             for e in changes.extents() {
                 let (off, len) = (e.offset.0, e.length.0);
                 if e.kind == ExtentKind::Removed {
-                    let data = std::mem::take(&mut job);
-                    if (!data.pieces.is_empty() && !send(Job::Data(data.pieces, data.buf)))
-                        || token_rx.recv().is_err()
-                        || !send(Job::Discard(off, len))
-                    {
+                    if !alone(Job::Discard(off, len), &mut job, &mut send) {
                         return;
                     }
                     continue;
@@ -163,19 +175,35 @@ pub fn send_changes<W: Write>(
                 let mut pos = off;
                 while pos < off + len {
                     let n = (off + len - pos).min(chunk as u64) as usize;
-                    let full = job.buf.len() + n > chunk || job.pieces.len() >= PIECES_PER_JOB;
+                    // A hole of a sparse file at least a chunk long (or to the extent's end)
+                    // is zeroes: one job for all of it, nothing read.
+                    let hole = holes.hole_len(pos, off + len);
+                    if hole >= n as u64 {
+                        if !alone(Job::Hole(pos, hole), &mut job, &mut send) {
+                            return;
+                        }
+                        pos += hole;
+                        continue;
+                    }
+                    let full = job.used + n > chunk || job.pieces.len() >= PIECES_PER_JOB;
                     if full && !job.pieces.is_empty() {
                         let data = std::mem::take(&mut job);
                         if !send(Job::Data(data.pieces, data.buf)) {
                             return;
                         }
                     }
-                    if job.pieces.is_empty() && token_rx.recv().is_err() {
-                        return;
+                    if job.pieces.is_empty() {
+                        if token_rx.recv().is_err() {
+                            return;
+                        }
+                        job.buf = pool_rx.try_recv().unwrap_or_default();
                     }
-                    let at = job.buf.len();
-                    job.buf.resize(at + n, 0);
-                    if let Err(err) = file.read_exact_at(&mut job.buf[at..], pos) {
+                    let at = job.used;
+                    if job.buf.len() < at + n {
+                        job.buf.resize(at + n, 0);
+                    }
+                    job.used += n;
+                    if let Err(err) = file.read_exact_at(&mut job.buf[at..at + n], pos) {
                         let _ = reader_res.send((seq, Err(Error::io(source, err))));
                         return;
                     }
@@ -190,6 +218,7 @@ pub fn send_changes<W: Write>(
         for _ in 0..opts.workers.max(1) {
             let rx = Arc::clone(&job_rx);
             let tx = res_tx.clone();
+            let pool = pool_tx.clone();
             s.spawn(move || {
                 let mut zc = match zstd::bulk::Compressor::new(opts.level) {
                     Ok(c) => c,
@@ -203,7 +232,10 @@ pub fn send_changes<W: Write>(
                     let Ok((seq, job)) = job else { return };
                     let parts = match job {
                         Job::Discard(o, l) => Ok(vec![Part::Discard(o, l)]),
-                        Job::Data(pieces, buf) => encode_pieces(&pieces, &buf, zblock, &mut zc),
+                        Job::Hole(o, l) => Ok(vec![Part::Zero(o, l)]),
+                        Job::Data(pieces, buf) => {
+                            encode_pieces(&pieces, buf, zblock, &mut zc, &pool)
+                        }
                     };
                     if tx.send((seq, parts)).is_err() {
                         return;
@@ -220,7 +252,11 @@ pub fn send_changes<W: Write>(
             pending.insert(seq, parts);
             while let Some(parts) = pending.remove(&next) {
                 for part in parts? {
-                    write_part(&mut writer, part, &mut zero_run, &mut summary, &mut done)?;
+                    let spent =
+                        write_part(&mut writer, part, &mut zero_run, &mut summary, &mut done)?;
+                    if let Some(buf) = spent {
+                        let _ = pool_tx.send(buf);
+                    }
                 }
                 progress(done, total);
                 next += 1;
@@ -243,13 +279,14 @@ pub fn send_changes<W: Write>(
     Ok((out, summary))
 }
 
+/// Write one part; hands back a data part's payload buffer for reuse.
 fn write_part<W: Write>(
     w: &mut StreamWriter<W>,
     part: Part,
     zero_run: &mut Option<(u64, u64)>,
     sum: &mut SendSummary,
     done: &mut u64,
-) -> Result<()> {
+) -> Result<Option<Vec<u8>>> {
     if let Part::Zero(o, l) = part {
         sum.zero_bytes += l;
         *done += l;
@@ -261,7 +298,7 @@ fn write_part<W: Write>(
                 }
             }
         }
-        return Ok(());
+        return Ok(None);
     }
     if let Some((zo, zl)) = zero_run.take() {
         w.zero(zo, zl)?;
@@ -270,7 +307,7 @@ fn write_part<W: Write>(
         Part::Discard(o, l) => {
             sum.discard_bytes += l;
             *done += l;
-            w.discard(o, l)
+            w.discard(o, l).map(|_| None)
         }
         Part::Data {
             offset,
@@ -291,7 +328,8 @@ fn write_part<W: Write>(
                 compression,
                 hash,
                 payload: &payload,
-            })
+            })?;
+            Ok(Some(payload))
         }
         Part::Zero(..) => unreachable!("handled above"),
     }
@@ -306,62 +344,87 @@ pub fn is_zero(b: &[u8]) -> bool {
         && words.remainder().iter().all(|&x| x == 0)
 }
 
-/// Encode each piece of a job's buffer (`pieces` lie back to back in `buf`).
+/// Encode each piece of a job's buffer (`pieces` lie back to back at the start of `buf`). A
+/// job that is one data run stored raw gives its buffer as the payload (no copy); otherwise
+/// the buffer goes back to `pool`.
 fn encode_pieces(
     pieces: &[(u64, usize)],
-    buf: &[u8],
+    mut buf: Vec<u8>,
     zblock: usize,
     zc: &mut zstd::bulk::Compressor<'_>,
+    pool: &Sender<Vec<u8>>,
 ) -> Result<Vec<Part>> {
     let mut parts = Vec::new();
     let mut at = 0;
+    let lend = pieces.len() == 1;
     for &(offset, n) in pieces {
-        parts.extend(encode_chunk(offset, &buf[at..at + n], zblock, zc)?);
+        encode_chunk(offset, &buf[at..at + n], zblock, zc, lend, &mut parts)?;
         at += n;
+    }
+    let whole_raw = match &mut parts[..] {
+        [Part::Data {
+            compression: Compression::None,
+            payload,
+            ..
+        }] if payload.is_empty() => Some(payload),
+        _ => None,
+    };
+    match whole_raw {
+        Some(payload) => {
+            buf.truncate(at);
+            *payload = buf;
+        }
+        None => {
+            let _ = pool.send(buf);
+        }
     }
     Ok(parts)
 }
 
-/// Split one chunk into zero runs and data runs, hashing and compressing the data runs.
+/// Split one chunk into zero runs and data runs, hashing and compressing the data runs, and
+/// append them to `parts`. With `lend`, a raw run covering the whole chunk is left with an
+/// empty payload for the caller to fill with the chunk's buffer.
 fn encode_chunk(
     offset: u64,
     buf: &[u8],
     zblock: usize,
     zc: &mut zstd::bulk::Compressor<'_>,
-) -> Result<Vec<Part>> {
-    let mut parts = Vec::new();
-    let mut run_start = 0usize;
-    let mut run_zero = None::<bool>;
-    let mut flush = |from: usize, to: usize, zero: bool, parts: &mut Vec<Part>| -> Result<()> {
-        let o = offset + from as u64;
-        if zero {
-            parts.push(Part::Zero(o, (to - from) as u64));
-        } else {
-            parts.push(encode_data(o, &buf[from..to], zc)?);
-        }
-        Ok(())
-    };
+    lend: bool,
+    parts: &mut Vec<Part>,
+) -> Result<()> {
+    let mut runs: Vec<(usize, usize, bool)> = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
         let end = (pos + zblock).min(buf.len());
         let z = is_zero(&buf[pos..end]);
-        if run_zero.is_some_and(|r| r != z) {
-            flush(run_start, pos, !z, &mut parts)?;
-            run_start = pos;
+        match runs.last_mut() {
+            Some((_, to, zero)) if *zero == z => *to = end,
+            _ => runs.push((pos, end, z)),
         }
-        run_zero = Some(z);
         pos = end;
     }
-    if let Some(z) = run_zero {
-        flush(run_start, buf.len(), z, &mut parts)?;
+    let whole = lend && runs.len() == 1;
+    for (from, to, zero) in runs {
+        let o = offset + from as u64;
+        parts.push(match zero {
+            true => Part::Zero(o, (to - from) as u64),
+            false => encode_data(o, &buf[from..to], zc, whole)?,
+        });
     }
-    Ok(parts)
+    Ok(())
 }
 
 /// Sample size for the compressibility check.
 const SAMPLE: usize = 16 << 10;
 
-fn encode_data(offset: u64, plain: &[u8], zc: &mut zstd::bulk::Compressor<'_>) -> Result<Part> {
+/// Hash and (if worth it) compress one data run. A raw run gets a copy of its bytes as its
+/// payload, unless `lend` (the run is a whole job buffer the caller moves in instead).
+fn encode_data(
+    offset: u64,
+    plain: &[u8],
+    zc: &mut zstd::bulk::Compressor<'_>,
+    lend: bool,
+) -> Result<Part> {
     let hash = *blake3::hash(plain).as_bytes();
     let sample = &plain[..plain.len().min(SAMPLE)];
     let zerr = |e| Error::io("zstd", e);
@@ -373,6 +436,7 @@ fn encode_data(offset: u64, plain: &[u8], zc: &mut zstd::bulk::Compressor<'_>) -
     };
     let (compression, payload) = match packed {
         Some(c) => (Compression::Zstd, c),
+        None if lend => (Compression::None, Vec::new()),
         None => (Compression::None, plain.to_vec()),
     };
     Ok(Part::Data {
@@ -382,79 +446,4 @@ fn encode_data(offset: u64, plain: &[u8], zc: &mut zstd::bulk::Compressor<'_>) -
         hash,
         payload,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::changeset::Extent;
-    use crate::stream::{Fingerprint, Item, StreamReader};
-    use crate::units::Bytes;
-
-    /// Many scattered 4 KiB extents (some all zero) with discards between them: packed
-    /// several to a job, they must still come out as one record each, in order, with zero
-    /// pieces as zero records and discards where they were.
-    #[test]
-    fn small_extents_packed_into_jobs_keep_their_records_and_order() {
-        let mut img = vec![0u8; 4 << 20];
-        let (mut extents, mut want) = (Vec::new(), Vec::new());
-        for i in 0..300u64 {
-            let offset = i * 12288;
-            if i % 50 == 25 {
-                extents.push(Extent::new(offset, 4096, ExtentKind::Removed));
-                want.push(Item::Discard { offset, len: 4096 });
-                continue;
-            }
-            extents.push(Extent::new(offset, 4096, ExtentKind::Changed));
-            if i % 7 == 0 {
-                want.push(Item::Zero { offset, len: 4096 });
-                continue;
-            }
-            let at = offset as usize;
-            for (k, b) in img[at..at + 4096].iter_mut().enumerate() {
-                *b = (k as u64 * 31 + i * 7 + 1) as u8;
-            }
-            let data = img[at..at + 4096].to_vec();
-            want.push(Item::Data { offset, data });
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src.img");
-        std::fs::write(&src, &img).unwrap();
-        let changes = ChangeSet::from_extents(Bytes(4096), extents).unwrap();
-        let header = Header {
-            source: "test".into(),
-            source_uuid: String::new(),
-            device_size: Bytes(img.len() as u64),
-            base_size: Bytes(img.len() as u64),
-            block_size: Bytes(4096),
-            base: Fingerprint::NONE,
-            target: Fingerprint::NONE,
-            created_unix: 1,
-            touched_bytes: changes.changed_bytes(),
-        };
-        let opts = EncodeOptions {
-            workers: 3,
-            in_flight: 2,
-            ..EncodeOptions::default()
-        };
-        let (out, summary) = send_changes(
-            &src,
-            &changes,
-            &header,
-            Vec::new(),
-            "t",
-            opts,
-            &mut |_, _| {},
-        )
-        .unwrap();
-        assert_eq!(summary.discard_bytes, 6 * 4096);
-        let mut reader = StreamReader::open(&out[..], "t").unwrap();
-        let mut got = Vec::new();
-        while let Some(item) = reader.next_item().unwrap() {
-            if !matches!(item, Item::Checkpoint(_)) {
-                got.push(item);
-            }
-        }
-        assert_eq!(got, want);
-    }
 }
