@@ -447,3 +447,78 @@ fn encode_data(
         payload,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changeset::Extent;
+    use crate::stream::{Fingerprint, Item, StreamReader};
+    use crate::units::Bytes;
+
+    /// Many scattered 4 KiB extents (some all zero) with discards between them: packed
+    /// several to a job, they must still come out as one record each, in order, with zero
+    /// pieces as zero records and discards where they were.
+    #[test]
+    fn small_extents_packed_into_jobs_keep_their_records_and_order() {
+        let mut img = vec![0u8; 4 << 20];
+        let (mut extents, mut want) = (Vec::new(), Vec::new());
+        for i in 0..300u64 {
+            let offset = i * 12288;
+            if i % 50 == 25 {
+                extents.push(Extent::new(offset, 4096, ExtentKind::Removed));
+                want.push(Item::Discard { offset, len: 4096 });
+                continue;
+            }
+            extents.push(Extent::new(offset, 4096, ExtentKind::Changed));
+            if i % 7 == 0 {
+                want.push(Item::Zero { offset, len: 4096 });
+                continue;
+            }
+            let at = offset as usize;
+            for (k, b) in img[at..at + 4096].iter_mut().enumerate() {
+                *b = (k as u64 * 31 + i * 7 + 1) as u8;
+            }
+            let data = img[at..at + 4096].to_vec();
+            want.push(Item::Data { offset, data });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.img");
+        std::fs::write(&src, &img).unwrap();
+        let changes = ChangeSet::from_extents(Bytes(4096), extents).unwrap();
+        let header = Header {
+            source: "test".into(),
+            source_uuid: String::new(),
+            device_size: Bytes(img.len() as u64),
+            base_size: Bytes(img.len() as u64),
+            block_size: Bytes(4096),
+            base: Fingerprint::NONE,
+            target: Fingerprint::NONE,
+            created_unix: 1,
+            touched_bytes: changes.changed_bytes(),
+        };
+        let opts = EncodeOptions {
+            workers: 3,
+            in_flight: 2,
+            ..EncodeOptions::default()
+        };
+        let (out, summary) = send_changes(
+            &src,
+            &changes,
+            &header,
+            Vec::new(),
+            "t",
+            opts,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(summary.discard_bytes, 6 * 4096);
+        let mut reader = StreamReader::open(&out[..], "t").unwrap();
+        let mut got = Vec::new();
+        while let Some(item) = reader.next_item().unwrap() {
+            if !matches!(item, Item::Checkpoint(_)) {
+                got.push(item);
+            }
+        }
+        assert_eq!(got, want);
+    }
+}
