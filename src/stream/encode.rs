@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc::{channel, sync_channel, Sender};
+use std::sync::mpsc::{channel, sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 
 /// Tuning of the send pipeline.
@@ -142,9 +142,11 @@ pub fn send_changes<W: Write>(
     let (job_tx, job_rx) = sync_channel::<(u64, Job)>(opts.in_flight.max(1));
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = channel::<(u64, Result<Vec<Part>>)>();
-    // Spent chunk and payload buffers, reused for later jobs (tokens bound how many exist):
+    // Spent chunk and payload buffers, reused for later jobs:
     // no allocation and zero-filling of a fresh buffer per MiB.
-    let (pool_tx, pool_rx) = channel::<Vec<u8>>();
+    // At most `in_flight` spare buffers are kept; more are dropped (a compressed job hands
+    // back two: its chunk buffer and its payload).
+    let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(opts.in_flight.max(1));
     std::thread::scope(|s| -> Result<()> {
         let reader_res = res_tx.clone();
         s.spawn(move || {
@@ -255,7 +257,7 @@ pub fn send_changes<W: Write>(
                     let spent =
                         write_part(&mut writer, part, &mut zero_run, &mut summary, &mut done)?;
                     if let Some(buf) = spent {
-                        let _ = pool_tx.send(buf);
+                        let _ = pool_tx.try_send(buf);
                     }
                 }
                 progress(done, total);
@@ -352,7 +354,7 @@ fn encode_pieces(
     mut buf: Vec<u8>,
     zblock: usize,
     zc: &mut zstd::bulk::Compressor<'_>,
-    pool: &Sender<Vec<u8>>,
+    pool: &SyncSender<Vec<u8>>,
 ) -> Result<Vec<Part>> {
     let mut parts = Vec::new();
     let mut at = 0;
@@ -375,7 +377,7 @@ fn encode_pieces(
             *payload = buf;
         }
         None => {
-            let _ = pool.send(buf);
+            let _ = pool.try_send(buf);
         }
     }
     Ok(parts)
