@@ -7,6 +7,8 @@
 //! - `cat delta > out` (GNU cat: copy_file_range, the bytes never leave the kernel),
 //! - `cat delta > out && sync --data out` (the same copy made durable, as the receiver's is),
 //! - `cat delta | cat > out` and its `&& sync --data out` twin (the bytes cross user space),
+//! - `cat new.img > out && sync --data out`: the floor no receiver can beat, writing durably
+//!   the 1 GiB of plain bytes the receiver must write (the delta is the compressed ~521 MiB),
 //! - `send --to - | receive` (the whole pipeline without a network),
 //! - tcp://, tls:// (mutual TLS) and quic:// (striped over several QUIC streams).
 //!
@@ -202,6 +204,7 @@ fn main() {
         "cat+sync",
         "cat|cat",
         "cat|cat+sync",
+        "cat new+sync",
         "pipe",
         "tcp",
         "tls",
@@ -242,6 +245,11 @@ fn main() {
                     timed("cat"),
                     timed("cat")
                 )),
+                "cat new+sync" => shell(&format!(
+                    "{} '{}' > '{o}' && sync --data '{o}'",
+                    timed("cat"),
+                    new.display()
+                )),
                 "pipe" => shell(&format!(
                     "{} send --progress none --base '{}' '{}' --to - | \
                      {} receive --progress none --state-dir '{s}' '{t}'",
@@ -253,9 +261,14 @@ fn main() {
                 scheme => network_run(scheme, &old, &new, &dest, &st, &pki),
             };
             if name.starts_with("cat") {
+                let copied = if *name == "cat new+sync" {
+                    &new
+                } else {
+                    &delta
+                };
                 assert_eq!(
                     std::fs::metadata(&out).unwrap().len(),
-                    delta.metadata().unwrap().len()
+                    copied.metadata().unwrap().len()
                 );
             } else {
                 assert_eq!(
@@ -269,7 +282,8 @@ fn main() {
     }
     let med: Vec<Run> = runs.into_iter().map(median).collect();
     let base = |n: &str| med[names.iter().position(|x| *x == n).unwrap()].secs;
-    let bases = ["cat", "cat+sync", "cat|cat", "cat|cat+sync"].map(|n| (n, base(n)));
+    let bases =
+        ["cat", "cat+sync", "cat|cat", "cat|cat+sync", "cat new+sync"].map(|n| (n, base(n)));
     let stream = delta.metadata().unwrap().len();
     println!(
         "transport e2e: {mib} MiB device, delta stream {:.1} MiB, median of {rounds}; \
@@ -280,7 +294,7 @@ fn main() {
     );
     print!("  {:13} {:>8} {:>10}", "row", "median", "MiB/s");
     for (n, _) in &bases {
-        print!(" {:>13}", format!("x {n}"));
+        print!(" {:>14}", format!("x {n}"));
     }
     println!("   peak RSS send / receive");
     for (name, r) in names.iter().zip(&med) {
@@ -290,7 +304,7 @@ fn main() {
             stream as f64 / (1 << 20) as f64 / r.secs
         );
         for (_, b) in &bases {
-            print!(" {:13.2}", b / r.secs);
+            print!(" {:14.2}", b / r.secs);
         }
         println!(
             "   {} / {} MiB",
