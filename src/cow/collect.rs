@@ -106,10 +106,17 @@ impl OldChunks {
 /// The change set for the origin chunks `old_chunks` of the store `name` with geometry `geom`.
 pub fn into_change_set(geom: &Geometry, old_chunks: OldChunks, name: &str) -> Result<ChangeSet> {
     let chunk = geom.chunk_bytes();
-    if old_chunks.list.is_empty() {
+    let OldChunks {
+        list,
+        max,
+        any,
+        all,
+        bits,
+        twice,
+    } = old_chunks;
+    if list.is_empty() {
         return Ok(ChangeSet::empty(Bytes(chunk)));
     }
-    let max = old_chunks.max;
     let fits = max
         .checked_add(1)
         .and_then(|n| n.checked_mul(chunk))
@@ -117,15 +124,19 @@ pub fn into_change_set(geom: &Geometry, old_chunks: OldChunks, name: &str) -> Re
     if !fits {
         return Err(StoreProblem::OldChunkTooLarge(max).into_error(name));
     }
-    let runs = if max / 64 < old_chunks.list.len() as u64 {
-        match (old_chunks.bits, old_chunks.twice) {
+    let runs = if max / 64 < list.len() as u64 {
+        match (bits, twice) {
             (_, Some(c)) => Err(StoreProblem::DuplicateOldChunk(c)),
-            (Some(words), None) => Ok(runs_from_bits(&words, chunk)),
-            (None, None) => runs_by_bitmap(&old_chunks.list, max, chunk),
+            (Some(words), None) => {
+                // The bitmap holds everything now: free the list before the result grows.
+                drop(list);
+                Ok(runs_from_bits(&words, chunk))
+            }
+            (None, None) => runs_by_bitmap(list, max, chunk),
         }
     } else {
-        drop(old_chunks.bits);
-        runs_by_sort(old_chunks.list, old_chunks.any ^ old_chunks.all, chunk)
+        drop(bits);
+        runs_by_sort(list, any ^ all, chunk)
     }
     .map_err(|p| p.into_error(name))?;
     Ok(ChangeSet::from_merged(Bytes(chunk), runs.0))
@@ -164,9 +175,10 @@ fn set_bits(words: &mut [u64], chunks: &[u64]) -> Result<(), u64> {
 }
 
 /// Sorted runs, by setting one bit per chunk in `0..=max` (every chunk is at most `max`).
-fn runs_by_bitmap(old_chunks: &[u64], max: u64, chunk: u64) -> Result<Runs, StoreProblem> {
+fn runs_by_bitmap(old_chunks: Vec<u64>, max: u64, chunk: u64) -> Result<Runs, StoreProblem> {
     let mut words = vec![0u64; (max / 64 + 1) as usize];
-    set_bits(&mut words, old_chunks).map_err(StoreProblem::DuplicateOldChunk)?;
+    set_bits(&mut words, &old_chunks).map_err(StoreProblem::DuplicateOldChunk)?;
+    drop(old_chunks);
     Ok(runs_from_bits(&words, chunk))
 }
 
@@ -271,7 +283,7 @@ mod tests {
             let want = reference(&chunks);
             let max = *chunks.iter().max().unwrap();
             if max < 1 << 20 {
-                prop_assert_eq!(runs_by_bitmap(&chunks, max, 1).ok().map(pairs), want.clone());
+                prop_assert_eq!(runs_by_bitmap(chunks.clone(), max, 1).ok().map(pairs), want.clone());
             }
             let varying = chunks.iter().fold(0, |a, &c| a | c) ^ chunks.iter().fold(u64::MAX, |a, &c| a & c);
             prop_assert_eq!(runs_by_sort(chunks, varying, 1).ok().map(pairs), want);

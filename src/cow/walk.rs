@@ -38,8 +38,9 @@ const HEADER_READ: u64 = 4096;
 /// handing a buffer between threads costs little next to reading it.
 const AHEAD_UNIT: u64 = 64 << 10;
 
-/// Read-ahead buffers per reader thread (plus two, so the decoder always has one to work on).
-const AHEAD_PER_READER: usize = 2;
+/// Read-ahead buffers per reader thread (plus two, so the decoder always has one to work on):
+/// enough that a reader keeps reading while a loaded machine is slow to schedule the decoder.
+const AHEAD_PER_READER: usize = 8;
 
 /// Read the whole exception store from `src` (named `name` in errors) into a [`ChangeSet`].
 pub fn read_store<S: StoreSource + Send>(src: &mut S, name: &str) -> Result<ChangeSet> {
