@@ -24,7 +24,8 @@
 //! Version 1 journals (no generation, plain CRC, frames right after the head) are still read.
 
 use crate::stream::frame::{
-    put_string, Cursor, Frame, FRAME_CRC_LEN, FRAME_HEAD_LEN, MAX_FRAME_PAYLOAD,
+    encode_seeded_frame, put_string, read_seeded_frame, Cursor, Frame, FrameError, FRAME_CRC_LEN,
+    FRAME_HEAD_LEN,
 };
 use crate::stream::record::Checkpoint;
 use crate::stream::Fingerprint;
@@ -91,44 +92,16 @@ pub fn crc_seed(generation: u32) -> u32 {
     crc32c::crc32c(&generation.to_le_bytes())
 }
 
-/// Append one frame whose CRC starts from `seed` (see [`crc_seed`]).
-fn encode_frame(seed: u32, tag: u8, payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).expect("journal frames are bounded by their encoders");
-    let start = out.len();
-    out.push(tag);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(payload);
-    let crc = crc32c::crc32c_append(seed, &out[start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
-}
-
 /// Read one frame into `frame`, checking its CRC from `seed`; `Ok(false)` at the end of the
 /// valid prefix (end of input, a torn or foreign frame, zero padding).
 fn read_frame(input: &mut impl Read, seed: u32, frame: &mut Frame) -> std::io::Result<bool> {
-    let mut head = [0u8; FRAME_HEAD_LEN];
-    let got = |r: std::io::Result<()>| match r {
+    match read_seeded_frame(input, seed, frame) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    };
-    if !got(input.read_exact(&mut head))? {
-        return Ok(false);
+        Err(FrameError::Io(e)) => Err(e),
+        Err(
+            FrameError::Eof | FrameError::Truncated | FrameError::TooLong(_) | FrameError::BadCrc,
+        ) => Ok(false),
     }
-    let len = u32::from_le_bytes(head[1..].try_into().expect("4 bytes"));
-    if len > MAX_FRAME_PAYLOAD {
-        return Ok(false);
-    }
-    let total = FRAME_HEAD_LEN + len as usize + FRAME_CRC_LEN;
-    frame.tag = head[0];
-    frame.raw.clear();
-    frame.raw.resize(total, 0);
-    frame.raw[..FRAME_HEAD_LEN].copy_from_slice(&head);
-    if !got(input.read_exact(&mut frame.raw[FRAME_HEAD_LEN..]))? {
-        return Ok(false);
-    }
-    let body = total - FRAME_CRC_LEN;
-    let want = u32::from_le_bytes(frame.raw[body..].try_into().expect("4 bytes"));
-    Ok(crc32c::crc32c_append(seed, &frame.raw[..body]) == want)
 }
 
 /// The head block of generation `generation`: preamble + head frame, zero-padded to a
@@ -144,7 +117,7 @@ pub fn encode_head(h: &JournalHead, generation: u32) -> Vec<u8> {
     put_string(&mut p, &h.source);
     let mut out = JOURNAL_MAGIC.to_vec();
     out.extend_from_slice(&JOURNAL_VERSION.to_le_bytes());
-    encode_frame(0, TAG_HEAD, &p, &mut out);
+    encode_seeded_frame(0, TAG_HEAD, &p, &mut out);
     out.resize(out.len().div_ceil(HEAD_BLOCK) * HEAD_BLOCK, 0);
     out
 }
@@ -174,12 +147,12 @@ pub fn finish_old_data_frame(seed: u32, offset: u64, frame: &mut [u8]) {
 /// Append an "old zeroes" entry's frame.
 pub fn encode_old_zero(seed: u32, offset: u64, len: u64, out: &mut Vec<u8>) {
     let range = crate::stream::record::encode_range(offset, len);
-    encode_frame(seed, TAG_OLD_ZERO, &range, out);
+    encode_seeded_frame(seed, TAG_OLD_ZERO, &range, out);
 }
 
 /// Append a progress frame: checkpoint `cp` is durable.
 pub fn encode_progress(seed: u32, cp: &Checkpoint, out: &mut Vec<u8>) {
-    encode_frame(seed, TAG_PROGRESS, &cp.encode(), out);
+    encode_seeded_frame(seed, TAG_PROGRESS, &cp.encode(), out);
 }
 
 /// The newest durable progress frame of a journal, and where the journal stood after it.
@@ -197,7 +170,7 @@ pub struct Progress {
 pub fn encode_commit(seed: u32, entries: u64, target: Fingerprint, out: &mut Vec<u8>) {
     let mut p = entries.to_le_bytes().to_vec();
     p.extend_from_slice(&target.0);
-    encode_frame(seed, TAG_COMMIT, &p, out);
+    encode_seeded_frame(seed, TAG_COMMIT, &p, out);
 }
 
 /// Reads a journal: the head, then entries up to the first bad frame or the commit.
@@ -413,7 +386,7 @@ mod tests {
         put_string(&mut p, "s");
         let mut j = JOURNAL_MAGIC.to_vec();
         j.extend_from_slice(&1u16.to_le_bytes());
-        encode_frame(0, TAG_HEAD, &p, &mut j);
+        encode_seeded_frame(0, TAG_HEAD, &p, &mut j);
         encode_old_zero(0, 0, 4096, &mut j);
         encode_commit(0, 1, Fingerprint([2; 32]), &mut j);
         let r = JournalReader::open(&j[..]).unwrap().unwrap();

@@ -22,13 +22,20 @@ pub const FRAME_CRC_LEN: usize = 4;
 
 /// Append one frame carrying `payload` under `tag` to `out`.
 pub fn encode_frame(tag: u8, payload: &[u8], out: &mut Vec<u8>) {
+    encode_seeded_frame(0, tag, payload, out);
+}
+
+/// Append one frame whose CRC continues from `seed` instead of 0. With `seed` the CRC of a
+/// few bytes, the frame's CRC is that of those bytes followed by the frame: the undo journal
+/// binds its generation into every frame this way (`src/journal/format.rs`).
+pub fn encode_seeded_frame(seed: u32, tag: u8, payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).expect("frame payloads are bounded by the encoders");
     debug_assert!(len <= MAX_FRAME_PAYLOAD);
     let start = out.len();
     out.push(tag);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(payload);
-    let crc = crc32c::crc32c(&out[start..]);
+    let crc = crc32c::crc32c_append(seed, &out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
@@ -94,6 +101,16 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<bool, FrameError> {
 
 /// Read the next frame into `frame`, reusing its buffer.
 pub fn read_frame(r: &mut impl Read, frame: &mut Frame) -> Result<(), FrameError> {
+    read_seeded_frame(r, 0, frame)
+}
+
+/// Read the next frame into `frame`, checking its CRC from `seed` (see
+/// [`encode_seeded_frame`]).
+pub fn read_seeded_frame(
+    r: &mut impl Read,
+    seed: u32,
+    frame: &mut Frame,
+) -> Result<(), FrameError> {
     let mut head = [0u8; FRAME_HEAD_LEN];
     if !read_full(r, &mut head)? {
         return Err(FrameError::Eof);
@@ -112,7 +129,7 @@ pub fn read_frame(r: &mut impl Read, frame: &mut Frame) -> Result<(), FrameError
     }
     let body = total - FRAME_CRC_LEN;
     let want = u32::from_le_bytes(frame.raw[body..].try_into().expect("4 bytes"));
-    if crc32c::crc32c(&frame.raw[..body]) != want {
+    if crc32c::crc32c_append(seed, &frame.raw[..body]) != want {
         return Err(FrameError::BadCrc);
     }
     Ok(())
