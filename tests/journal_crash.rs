@@ -236,8 +236,14 @@ fn kill_9_during_recovery_leaves_base_or_committed_target() {
     let mut mid = 0;
     for i in 0..400 {
         f.reset(i % 2 == 0);
-        let at_ms = full.as_millis() as u64 / 3 + rng.below(full.as_millis() as u64 / 2);
-        kill_after(f.spawn_apply(), Duration::from_millis(at_ms));
+        // Kill once the apply has its journal (waited for, so a loaded machine's slow
+        // start-up cannot make every kill land before it), somewhere in the next half run.
+        let at_ms = rng.below(full.as_millis() as u64 / 2);
+        let mut apply = f.spawn_apply();
+        while !f.journal_exists() && apply.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        kill_after(apply, Duration::from_millis(at_ms));
         let Some(committed) = f.journal_committed() else {
             continue;
         };
