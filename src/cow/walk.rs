@@ -113,11 +113,18 @@ fn walk_areas<S: StoreSource, F: Pieces<S>>(
 ) -> Result<OldChunks> {
     let len = src.store_len();
     let mut old_chunks = OldChunks::default();
+    // Once an area had to be re-read (a live store still growing at its end), every later
+    // area is read fresh too: `first` may have read it ahead before the kernel zeroed it.
+    let mut read_fresh = false;
     for area in 0u64.. {
         let offset = area_in_store(geom, area, len).map_err(|p| p.into_error(name))?;
         let start = old_chunks.len();
-        let mut scan = scan_area(src, first, geom, area, offset, &mut old_chunks)
-            .map_err(|e| e.into_error(name))?;
+        let mut scan = if read_fresh {
+            scan_area(src, again, geom, area, offset, &mut old_chunks)
+        } else {
+            scan_area(src, first, geom, area, offset, &mut old_chunks)
+        }
+        .map_err(|e| e.into_error(name))?;
         if scan == Scan::Continues {
             old_chunks.accept_from(start);
             continue;
@@ -138,6 +145,7 @@ fn walk_areas<S: StoreSource, F: Pieces<S>>(
                 return Err(StoreProblem::Unstable { area, reads }.into_error(name));
             }
         }
+        read_fresh = true;
         old_chunks.accept_from(start);
         if scan == Scan::Ended {
             break;
