@@ -240,3 +240,24 @@ fn receive_of_what_the_destination_holds_writes_nothing_and_drop_spare_frees_it(
     ok(&o);
     assert!(!paths.spare.exists() && !paths.journal.exists());
 }
+
+#[test]
+fn an_apply_that_cannot_open_its_destination_leaves_no_journal() {
+    let d = tmp();
+    let (src, st, full) = (at(&d, "src.img"), at(&d, "st"), at(&d, "full.lvd"));
+    write(&src, &make_image(1 << 20, 26));
+    send_delta(None, &src, &full);
+    // A link into a missing directory: the apply gets as far as creating the destination
+    // (after its journal head is durable), which fails.
+    let (link, target) = (at(&d, "dest.img"), at(&d, "missing/dest.img"));
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = apply(&full, &link, &st, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("dest.img: No such file"), "{err}");
+    let paths = DestPaths::new(&st, &link).unwrap();
+    assert!(!paths.journal.exists(), "a head-only journal was left");
+    // Once the cause is fixed, the next apply finds nothing to recover and succeeds.
+    std::fs::create_dir(at(&d, "missing")).unwrap();
+    ok(&apply(&full, &link, &st, &[]));
+    assert_eq!(file_hash(&target), file_hash(&src));
+}

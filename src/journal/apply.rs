@@ -197,24 +197,28 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         )?)
     };
     let resumable = opts.resumable || resume;
-    let mut ahead = Covered::default();
-    if let Some(pre) = prepass {
-        // Journaling ahead puts every entry before the first progress frame, which a
-        // resumable apply can't have: there the pipeline journals as it goes.
-        let old = exists.then(|| Destination::open(dest, false)).transpose()?;
-        let j = journal.as_mut().filter(|_| !resumable);
-        match verify_and_journal(pre, name, &h, old.as_ref(), j) {
-            Ok(c) => ahead = c,
-            Err(e) => {
-                // Nothing was written to the destination: the journal only has to go.
-                if journal.take().is_some() {
-                    retire(&paths)?;
-                }
-                return Err(e);
-            }
+    let opened = (|| -> Result<(Covered, Destination)> {
+        let mut ahead = Covered::default();
+        if let Some(pre) = prepass {
+            // Journaling ahead puts every entry before the first progress frame, which a
+            // resumable apply can't have: there the pipeline journals as it goes.
+            let old = exists.then(|| Destination::open(dest, false)).transpose()?;
+            let j = journal.as_mut().filter(|_| !resumable);
+            ahead = verify_and_journal(pre, name, &h, old.as_ref(), j)?;
         }
-    }
-    let d = Destination::open(dest, true)?;
+        Ok((ahead, Destination::open(dest, true)?))
+    })();
+    let (ahead, d) = match opened {
+        Ok(v) => v,
+        Err(e) => {
+            // Nothing was written to the destination: a new journal only has to go (a
+            // resumed one keeps its durable part for the next try).
+            if journal.take().is_some() && !resume {
+                retire(&paths)?;
+            }
+            return Err(e);
+        }
+    };
     // Grow only now that the journal head (with the old size) is durable.
     let grow = if size_before < h.device_size.0 {
         d.set_len(h.device_size.0)
