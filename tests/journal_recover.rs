@@ -253,7 +253,10 @@ fn an_apply_that_cannot_open_its_destination_leaves_no_journal() {
     std::os::unix::fs::symlink(&target, &link).unwrap();
     let o = apply(&full, &link, &st, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("dest.img: No such file"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("dest.img: No such file"),
+        "{err}"
+    );
     let paths = DestPaths::new(&st, &link).unwrap();
     assert!(!paths.journal.exists(), "a head-only journal was left");
     // Once the cause is fixed, the next apply finds nothing to recover and succeeds.

@@ -1,8 +1,8 @@
 //! The undo journal's on-disk format, in the stream's framing.
 //!
 //! ```text
-//! "LVMSJRNL" + version u16 (2)
-//! J head     generation u32, dest path, size before, device size, base fp, target fp,
+//! "LVMSJRNL" + version u16 (3)
+//! J head     generation u32, nonce u64, dest path, size before, device size, base fp, target fp,
 //!            created, source; zero-padded to the next 4 KiB boundary (the head block)
 //! U old data offset u64 + the bytes the destination held there (≤ 1 MiB)
 //! O old zero offset u64 + length u64 (the range held zeroes; nothing to store)
@@ -15,13 +15,20 @@
 //! hold entries whose destination writes never started, because every batch of entries is
 //! fdatasync'ed before the destination is touched.
 //!
-//! **Generations.** A journal file is reused by later applies (see [`super::undo`]), so the
-//! bytes after its valid prefix may be frames of an earlier apply. Every frame after the head
-//! therefore carries its journal's generation in its checksum: the CRC is
-//! `crc32c(generation u32 LE ‖ tag ‖ len ‖ payload)`, the generation itself is not stored.
-//! Two generations differ only within those 4 bytes, a burst of at most 32 bits, which
-//! CRC-32C always detects: a frame written under another generation never reads as valid.
-//! Version 1 journals (no generation, plain CRC, frames right after the head) are still read.
+//! **Nonce and generations.** A journal file is reused by later applies (see
+//! [`super::undo`]), so the bytes after its valid prefix may be frames of an earlier apply.
+//! Every frame after the head therefore carries its file's identity in its checksum: the
+//! head stores a random 64-bit *nonce*, drawn when the file is started empty and kept while
+//! it is reused, and a *generation*, counted up per reuse; a frame's CRC is
+//! `crc32c(nonce u64 LE ‖ generation u32 LE ‖ tag ‖ len ‖ payload)` (neither is stored in
+//! the frame). Within one file two generations differ only within 4 bytes, a burst of at most
+//! 32 bits, which CRC-32C always detects: a frame of an earlier apply of the same file never
+//! reads as valid. A frame of another journal file (a copied or recycled file, whatever its
+//! generation) differs in the nonce too: it reads as valid only if its CRC happens to match,
+//! a chance of 2^-32 for a frame that also sits exactly at a frame boundary.
+//! Version 2 journals (generation, no nonce: `crc32c(generation ‖ frame)`) and version 1
+//! journals (no generation, plain CRC, frames right after the head) are still read, so a
+//! journal left by an older lvmsync is recovered; they are never reused (emptied first).
 
 use crate::stream::frame::{
     encode_seeded_frame, put_string, read_seeded_frame, Cursor, Frame, FrameError, FRAME_CRC_LEN,
@@ -34,10 +41,12 @@ use std::io::Read;
 /// First eight bytes of a journal.
 pub const JOURNAL_MAGIC: [u8; 8] = *b"LVMSJRNL";
 /// Journal format version written.
-pub const JOURNAL_VERSION: u16 = 2;
-/// The version before generations (still read: a journal left by an older lvmsync).
+pub const JOURNAL_VERSION: u16 = 3;
+/// The version before the nonce (still read: a journal left by an older lvmsync).
+const JOURNAL_VERSION_2: u16 = 2;
+/// The version before generations (still read).
 const JOURNAL_VERSION_1: u16 = 1;
-/// A version-2 head block is padded to a multiple of this; entries start after it, so the
+/// A version-2 or -3 head block is padded to a multiple of this; entries start after it, so the
 /// head is written once per apply and never rewritten while entries are appended.
 pub const HEAD_BLOCK: usize = 4096;
 
@@ -85,11 +94,24 @@ pub enum UndoEntry {
     },
 }
 
-/// The CRC seed of the frames of generation `generation`: the CRC of its 4 bytes, so a
-/// frame's CRC is `crc32c_append(seed, frame)` = `crc32c(generation ‖ frame)`. Version 1
-/// journals use seed 0 (a plain CRC).
-pub fn crc_seed(generation: u32) -> u32 {
-    crc32c::crc32c(&generation.to_le_bytes())
+/// Which journal file and which apply of it: what every frame's CRC is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalId {
+    /// Random, drawn when the file is started empty; `None` in a version 2 journal.
+    pub nonce: Option<u64>,
+    /// Counted up each time the file is reused.
+    pub generation: u32,
+}
+
+impl JournalId {
+    /// The CRC seed of this journal's frames: the CRC of the nonce's 8 bytes (if any) and
+    /// the generation's 4, so a frame's CRC is `crc32c_append(seed, frame)` =
+    /// `crc32c(nonce ‖ generation ‖ frame)`. Version 1 journals use seed 0 (a plain CRC).
+    pub fn crc_seed(&self) -> u32 {
+        let mut b = self.nonce.map_or(Vec::new(), |n| n.to_le_bytes().to_vec());
+        b.extend_from_slice(&self.generation.to_le_bytes());
+        crc32c::crc32c(&b)
+    }
 }
 
 /// Read one frame into `frame`, checking its CRC from `seed`; `Ok(false)` at the end of the
@@ -104,10 +126,11 @@ fn read_frame(input: &mut impl Read, seed: u32, frame: &mut Frame) -> std::io::R
     }
 }
 
-/// The head block of generation `generation`: preamble + head frame, zero-padded to a
-/// multiple of [`HEAD_BLOCK`].
-pub fn encode_head(h: &JournalHead, generation: u32) -> Vec<u8> {
+/// The head block of journal `nonce`, generation `generation`: preamble + head frame,
+/// zero-padded to a multiple of [`HEAD_BLOCK`].
+pub fn encode_head(h: &JournalHead, nonce: u64, generation: u32) -> Vec<u8> {
     let mut p = generation.to_le_bytes().to_vec();
+    p.extend_from_slice(&nonce.to_le_bytes());
     put_string(&mut p, &h.dest);
     p.extend_from_slice(&h.size_before.to_le_bytes());
     p.extend_from_slice(&h.device_size.to_le_bytes());
@@ -179,8 +202,8 @@ pub struct JournalReader<R: Read> {
     frame: Frame,
     /// The decoded head.
     pub head: JournalHead,
-    /// The journal's generation (`None`: a version 1 journal, which has none).
-    pub generation: Option<u32>,
+    /// The journal's nonce and generation (`None`: a version 1 journal, which has neither).
+    pub id: Option<JournalId>,
     /// Set once the commit frame has been read and matched.
     pub committed: bool,
     /// The newest valid progress frame read so far.
@@ -201,7 +224,7 @@ impl<R: Read> JournalReader<R> {
             return Ok(None);
         }
         let version = u16::from_le_bytes([pre[8], pre[9]]);
-        if version != JOURNAL_VERSION && version != JOURNAL_VERSION_1 {
+        if ![JOURNAL_VERSION, JOURNAL_VERSION_2, JOURNAL_VERSION_1].contains(&version) {
             return Ok(None);
         }
         let mut frame = Frame::default();
@@ -209,12 +232,19 @@ impl<R: Read> JournalReader<R> {
             return Ok(None);
         }
         let mut c = Cursor::new(frame.payload());
-        let generation = match version {
+        let id = match version {
             JOURNAL_VERSION_1 => None,
-            _ => match c.u32() {
-                Some(g) => Some(g),
-                None => return Ok(None),
-            },
+            v => {
+                let generation = c.u32();
+                let nonce = match v {
+                    JOURNAL_VERSION_2 => Some(None),
+                    _ => c.u64().map(Some),
+                };
+                let (Some(generation), Some(nonce)) = (generation, nonce) else {
+                    return Ok(None);
+                };
+                Some(JournalId { nonce, generation })
+            }
         };
         let head = (|| {
             let h = JournalHead {
@@ -233,7 +263,7 @@ impl<R: Read> JournalReader<R> {
         };
         let mut pos = (pre.len() + frame.raw.len()) as u64;
         let mut ended = false;
-        if generation.is_some() {
+        if id.is_some() {
             // Entries start after the zero-padded head block.
             let pad = pos.next_multiple_of(HEAD_BLOCK as u64) - pos;
             let skipped = std::io::copy(&mut (&mut input).take(pad), &mut std::io::sink())?;
@@ -244,11 +274,11 @@ impl<R: Read> JournalReader<R> {
             input,
             frame,
             head,
-            generation,
+            id,
             committed: false,
             progress: None,
             pos,
-            seed: generation.map_or(0, crc_seed),
+            seed: id.map_or(0, |id| id.crc_seed()),
             entries: 0,
             ended,
         }))
@@ -328,16 +358,30 @@ mod tests {
         }
     }
 
-    /// A journal of generation `g` holding `n` zero entries (optionally committed).
-    fn journal(g: u32, n: u64, commit: bool) -> Vec<u8> {
-        let mut j = encode_head(&head(), g);
+    const NONCE: u64 = 0x5eed_1234_abcd_0042;
+
+    fn seed(nonce: u64, generation: u32) -> u32 {
+        let nonce = Some(nonce);
+        JournalId { nonce, generation }.crc_seed()
+    }
+
+    /// A journal `nonce`, generation `g` holding `n` zero entries (optionally committed).
+    fn journal(nonce: u64, g: u32, n: u64, commit: bool) -> Vec<u8> {
+        let mut j = encode_head(&head(), nonce, g);
         for i in 0..n {
-            encode_old_zero(crc_seed(g), i << 20, 4096, &mut j);
+            encode_old_zero(seed(nonce, g), i << 20, 4096, &mut j);
         }
         if commit {
-            encode_commit(crc_seed(g), n, Fingerprint([2; 32]), &mut j);
+            encode_commit(seed(nonce, g), n, Fingerprint([2; 32]), &mut j);
         }
         j
+    }
+
+    /// `new` written over the start of `old`, as when a file is reused.
+    fn overlay(old: &[u8], new: &[u8]) -> Vec<u8> {
+        let mut reused = old.to_vec();
+        reused[..new.len()].copy_from_slice(new);
+        reused
     }
 
     fn read_all(bytes: &[u8]) -> (u64, bool) {
@@ -354,22 +398,69 @@ mod tests {
         // Generation 5's head and two entries over the tail of a committed generation-4
         // journal with the same layout: the stale frames sit exactly where generation 5's
         // next frames would, and none of them reads as valid.
-        let old = journal(4, 6, true);
-        let new = journal(5, 2, false);
-        let mut reused = old.clone();
-        reused[..new.len()].copy_from_slice(&new);
+        let old = journal(NONCE, 4, 6, true);
         assert_eq!(read_all(&old), (6, true));
-        assert_eq!(read_all(&reused), (2, false));
+        assert_eq!(
+            read_all(&overlay(&old, &journal(NONCE, 5, 2, false))),
+            (2, false)
+        );
         // Whatever the two generations: a burst within 4 bytes never passes CRC-32C.
         let frame = |g: u32| {
             let mut f = Vec::new();
-            encode_old_zero(crc_seed(g), 1 << 20, 4096, &mut f);
+            encode_old_zero(seed(NONCE, g), 1 << 20, 4096, &mut f);
             f
         };
         for (a, b) in [(1, 2), (1, u32::MAX), (0x1234_5678, 0x1234_5679), (7, 0)] {
             let mut input = &frame(a)[..];
-            assert!(!read_frame(&mut input, crc_seed(b), &mut Frame::default()).unwrap());
+            assert!(!read_frame(&mut input, seed(NONCE, b), &mut Frame::default()).unwrap());
         }
+    }
+
+    #[test]
+    fn frames_of_another_journal_file_end_the_valid_prefix() {
+        // Two files started empty each begin at generation 1: only the nonce tells them
+        // apart. A journal of another file (a copied or recycled one) under this one's head
+        // and two entries: its frames sit exactly where this journal's next would.
+        let other = journal(NONCE ^ 1 << 40, 1, 6, true);
+        assert_eq!(read_all(&other), (6, true));
+        assert_eq!(
+            read_all(&overlay(&other, &journal(NONCE, 1, 2, false))),
+            (2, false)
+        );
+        let fresh = journal(NONCE, 1, 0, false);
+        let id = JournalReader::open(&fresh[..]).unwrap().unwrap().id;
+        let nonce = Some(NONCE);
+        assert_eq!(
+            id,
+            Some(JournalId {
+                nonce,
+                generation: 1
+            })
+        );
+    }
+
+    #[test]
+    fn version_2_journals_are_still_read() {
+        // Version 2: the head frame without a nonce, frames seeded by the generation alone.
+        let mut j = encode_head(&head(), NONCE, 9);
+        j[8] = 2;
+        let mut h = Frame::default();
+        read_seeded_frame(&mut &j[10..], 0, &mut h).unwrap();
+        let mut p = h.payload().to_vec();
+        p.drain(4..12);
+        j.truncate(10);
+        encode_seeded_frame(0, TAG_HEAD, &p, &mut j);
+        j.resize(HEAD_BLOCK, 0);
+        let v2 = JournalId {
+            nonce: None,
+            generation: 9,
+        };
+        assert_eq!(v2.crc_seed(), crc32c::crc32c(&9u32.to_le_bytes()));
+        encode_old_zero(v2.crc_seed(), 0, 4096, &mut j);
+        encode_commit(v2.crc_seed(), 1, Fingerprint([2; 32]), &mut j);
+        let r = JournalReader::open(&j[..]).unwrap().unwrap();
+        assert_eq!((r.head.clone(), r.id), (head(), Some(v2)));
+        assert_eq!(read_all(&j), (1, true));
     }
 
     #[test]
@@ -390,7 +481,7 @@ mod tests {
         encode_old_zero(0, 0, 4096, &mut j);
         encode_commit(0, 1, Fingerprint([2; 32]), &mut j);
         let r = JournalReader::open(&j[..]).unwrap().unwrap();
-        assert_eq!((r.head.clone(), r.generation), (head(), None));
+        assert_eq!((r.head.clone(), r.id), (head(), None));
         assert_eq!(read_all(&j), (1, true));
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! **Recycling.** A finished journal (committed, or rolled back) is not deleted but renamed
 //! to the destination's *spare* (`<key>.spare`), which recovery never reads; the next apply
-//! takes it back: it writes a head with the next generation into the spare, makes it
+//! takes it back: it writes a head with the next generation (same nonce) into the spare, makes it
 //! durable, and only then renames it to `<key>.journal`. Its blocks are overwritten in place
 //! instead of being freed and allocated again (deleting a 1 GiB journal costs ~1 s on a
 //! disk with discard), and frames left from earlier generations never read as valid (see
@@ -30,8 +30,8 @@
 
 use super::dest::{sync_dir, Destination, IO_PIECE};
 use super::format::{
-    crc_seed, encode_commit, encode_head, encode_old_zero, encode_progress, finish_old_data_frame,
-    old_data_frame_len, JournalHead, JournalReader, OLD_DATA_LEAD,
+    encode_commit, encode_head, encode_old_zero, encode_progress, finish_old_data_frame,
+    old_data_frame_len, JournalHead, JournalId, JournalReader, OLD_DATA_LEAD,
 };
 use super::state::DestPaths;
 use crate::error::{Error, Result};
@@ -68,7 +68,7 @@ pub struct UndoJournal {
     undo_end: u64,
     entries: u64,
     progress: Option<Checkpoint>,
-    /// CRC seed of this journal's generation.
+    /// CRC seed of this journal's nonce and generation.
     seed: u32,
     /// Started once a long stretch is written between syncs (a delta file's verifying pass).
     flusher: Option<FlushBehind>,
@@ -136,32 +136,40 @@ impl UndoJournal {
     pub fn create(paths: &DestPaths, head: &JournalHead, need: u64) -> Result<Self> {
         let spare = &paths.spare;
         let err = |e| Error::io(spare, e);
-        let generation = match File::open(spare) {
+        let before = match File::open(spare) {
             Ok(f) => JournalReader::open(std::io::BufReader::new(f))
                 .map_err(err)?
-                .and_then(|r| r.generation),
+                .and_then(|r| r.id),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(err(e)),
         };
         let file = open(spare, true)?;
         let len = file.metadata().map_err(err)?.len();
-        let generation = match generation {
-            Some(g) if g < u32::MAX => g + 1,
-            // Unknown generation (new, torn or version 1 file): no stale frame may stay.
+        let (nonce, generation) = match before {
+            Some(JournalId {
+                nonce: Some(nonce),
+                generation,
+            }) if generation < u32::MAX => (nonce, generation + 1),
+            // A new, torn or older-version file, or a wrapping generation: no stale frame
+            // may stay, and the file starts over with a new nonce.
             _ => {
                 if len > 0 {
                     file.set_len(0).map_err(err)?;
                 }
-                1
+                (random_nonce().map_err(err)?, 1)
             }
+        };
+        let nonce_gen = JournalId {
+            nonce: Some(nonce),
+            generation,
         };
         if len > need.saturating_mul(2).saturating_add(SPARE_SLACK) {
             file.set_len(need).map_err(err)?;
         }
         preallocate(&file, need);
-        let mut j = UndoJournal::new(file, spare, 0, 0, None, crc_seed(generation));
+        let mut j = UndoJournal::new(file, spare, 0, 0, None, nonce_gen.crc_seed());
         j.undo_end = head.size_before;
-        j.append(&encode_head(head, generation))?;
+        j.append(&encode_head(head, nonce, generation))?;
         j.sync()?;
         rename_noreplace(spare, &paths.journal)?;
         sync_dir(&paths.dir)?;
@@ -451,6 +459,14 @@ fn preallocate(file: &File, len: u64) {
     if let Ok(len) = i64::try_from(len) {
         let _ = fallocate(file, FallocateFlags::empty(), 0, len);
     }
+}
+
+/// A random journal nonce (see [`super::format`]), from the kernel's random source.
+fn random_nonce() -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
 }
 
 /// Rename `from` to `to`, failing if `to` exists (an active journal is never replaced).
