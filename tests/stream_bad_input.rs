@@ -150,9 +150,9 @@ fn trailing_garbage_and_unknown_version_are_refused() {
     let mut extra = s.delta.clone();
     extra.push(0);
     refused(&s, &extra, 5, "bytes follow the trailer");
-    let mut v2 = s.delta.clone();
-    v2[8] = 2;
-    refused(&s, &v2, 5, "version 2 is not supported");
+    let mut v3 = s.delta.clone();
+    v3[8] = 3;
+    refused(&s, &v3, 5, "version 3 is not supported");
 }
 
 #[test]

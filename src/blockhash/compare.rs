@@ -12,7 +12,7 @@ use super::walker::{hash_range, walk_segments, Input, Segment, SEGMENT};
 use super::BlockExtents;
 use crate::error::Result;
 use crate::stream::encode::is_zero;
-use crate::stream::fingerprint::{Fingerprinter, LEAF};
+use crate::stream::fingerprint::{Fingerprinter, LeafHashes, LEAF};
 use crate::stream::Fingerprint;
 use crate::units::Bytes;
 use crate::ChangeSet;
@@ -29,6 +29,9 @@ pub struct Compared {
     pub new_len: Bytes,
     /// Content fingerprints of the old and the new input over their whole lengths, when asked.
     pub fingerprints: Option<(Fingerprint, Fingerprint)>,
+    /// The new input's leaf hashes behind its fingerprint (none kept unless fingerprinting),
+    /// for the encoder to reuse as record hashes.
+    pub new_leaves: LeafHashes,
 }
 
 /// One segment's findings.
@@ -110,6 +113,7 @@ pub fn compare_inputs(
         Fingerprinter::new(Bytes(old_len)),
         Fingerprinter::new(Bytes(new_len)),
     ];
+    let mut new_leaves = LeafHashes::new(Bytes(new_len));
     walk_segments(inputs, len, seg_len, work, |_, f| {
         for block in f.changed {
             found.push_block(block);
@@ -119,11 +123,15 @@ pub fn compare_inputs(
                 fp.push(h);
             }
         }
+        for h in &f.leaves[1] {
+            new_leaves.push(h);
+        }
     })?;
     Ok(Compared {
         changes: found.finish(Bytes(old_len), Bytes(new_len))?,
         old_len: Bytes(old_len),
         new_len: Bytes(new_len),
         fingerprints: fingerprints.then(|| (fps[0].finish(), fps[1].finish())),
+        new_leaves,
     })
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use lvmsync::dm::{DeviceKind, ProbeReport};
-use lvmsync::stream::fingerprint::content_fingerprint;
+use lvmsync::stream::fingerprint::{content_fingerprint, fingerprint_keeping_leaves, LeafHashes};
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::record::Checkpoint;
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
@@ -118,6 +118,9 @@ struct Plan {
     changes: ChangeSet,
     read_from: PathBuf,
     header: Header,
+    /// The source's leaf hashes behind the target fingerprint (images only), reused by the
+    /// encoder as record hashes.
+    leaves: LeafHashes,
 }
 
 /// Check `--block-size`.
@@ -167,17 +170,19 @@ pub fn clip_to(changes: &ChangeSet, size: u64) -> anyhow::Result<ChangeSet> {
 fn plan_image(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let src = &args.source;
     let size = device_size(src)?;
-    let (changes, base) = match &args.base {
+    let (changes, base, mut leaves) = match &args.base {
         Some(old) => {
             let found = lvmsync::blockhash::compare_and_fingerprint(old, src, Bytes(block))
                 .with_context(|| format!("comparing {} with {}", old.display(), src.display()))?;
             let (base, target) = found.fingerprints.expect("asked for");
             let changes = clip_to(&found.changes, size)?;
-            (changes, Some((found.old_len, base, target)))
+            let base = Some((found.old_len, base, target));
+            (changes, base, found.new_leaves)
         }
         None => {
             let all = Extent::new(0, size, ExtentKind::Changed);
-            (ChangeSet::from_extents(Bytes(block), [all])?, None)
+            let changes = ChangeSet::from_extents(Bytes(block), [all])?;
+            (changes, None, LeafHashes::default())
         }
     };
     let mut h = header(
@@ -190,12 +195,13 @@ fn plan_image(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
         Some((base_size, base, target)) => {
             (h.base_size, h.base, h.target) = (base_size, base, target);
         }
-        None => h.target = content_fingerprint(src, Bytes(size))?,
+        None => (h.target, leaves) = fingerprint_keeping_leaves(src, Bytes(size))?,
     }
     Ok(Plan {
         changes,
         read_from: src.clone(),
         header: h,
+        leaves,
     })
 }
 
@@ -261,6 +267,7 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
         changes,
         read_from,
         header: h,
+        leaves: LeafHashes::default(),
     })
 }
 
@@ -301,6 +308,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
         changes,
         read_from,
         header,
+        leaves,
     } = if is_live(args) {
         plan_live(args, block)?
     } else {
@@ -315,6 +323,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     let mut opts = EncodeOptions {
         level: args.level,
         checkpoint_every: args.checkpoint_every,
+        leaves,
         ..EncodeOptions::default()
     };
     let dest: Dest = args.to.parse()?;

@@ -11,6 +11,7 @@
 //! are mostly single 4 KiB chunks; one hand-off each cost more than their read (6 ms an
 //! extent in the QEMU/TCG guest, docs/performance.md, "Versus the Ruby lvmsync and rsync").
 
+use super::fingerprint::LeafHashes;
 use super::header::Header;
 use super::record::{Checkpoint, Compression, DataRecord, Totals};
 use super::writer::StreamWriter;
@@ -25,7 +26,7 @@ use std::sync::mpsc::{channel, sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 
 /// Tuning of the send pipeline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EncodeOptions {
     /// zstd level (1 is fast and is the default).
     pub level: i32,
@@ -40,6 +41,11 @@ pub struct EncodeOptions {
     /// Continue an interrupted stream from this checkpoint (its extents before
     /// `resume_offset` are not sent again).
     pub resume: Option<Checkpoint>,
+    /// The source's leaf hashes from its fingerprint: a data run that is exactly one of these
+    /// leaves takes its hash from here instead of hashing the bytes again. They must be the
+    /// hashes of the source as read now (a source changed since gives records the receiver
+    /// refuses: their bytes do not match their hash).
+    pub leaves: LeafHashes,
 }
 
 impl Default for EncodeOptions {
@@ -51,6 +57,7 @@ impl Default for EncodeOptions {
             chunk: 1 << 20,
             checkpoint_every: None,
             resume: None,
+            leaves: LeafHashes::default(),
         }
     }
 }
@@ -147,6 +154,7 @@ pub fn send_changes<W: Write>(
     // At most `in_flight` spare buffers are kept; more are dropped (a compressed job hands
     // back two: its chunk buffer and its payload).
     let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(opts.in_flight.max(1));
+    let leaves = &opts.leaves;
     std::thread::scope(|s| -> Result<()> {
         let reader_res = res_tx.clone();
         s.spawn(move || {
@@ -176,7 +184,10 @@ pub fn send_changes<W: Write>(
                 }
                 let mut pos = off;
                 while pos < off + len {
-                    let n = (off + len - pos).min(chunk as u64) as usize;
+                    // Chunks start at multiples of `chunk`, so a chunk-sized (leaf-sized by
+                    // default) data run lines up with a fingerprint leaf whose hash is known.
+                    let to_boundary = chunk as u64 - pos % chunk as u64;
+                    let n = (off + len - pos).min(to_boundary) as usize;
                     // A hole of a sparse file at least a chunk long (or to the extent's end)
                     // is zeroes: one job for all of it, nothing read.
                     let hole = holes.hole_len(pos, off + len);
@@ -236,7 +247,7 @@ pub fn send_changes<W: Write>(
                         Job::Discard(o, l) => Ok(vec![Part::Discard(o, l)]),
                         Job::Hole(o, l) => Ok(vec![Part::Zero(o, l)]),
                         Job::Data(pieces, buf) => {
-                            encode_pieces(&pieces, buf, zblock, &mut zc, &pool)
+                            encode_pieces(&pieces, buf, zblock, &mut zc, &pool, leaves)
                         }
                     };
                     if tx.send((seq, parts)).is_err() {
@@ -355,12 +366,14 @@ fn encode_pieces(
     zblock: usize,
     zc: &mut zstd::bulk::Compressor<'_>,
     pool: &SyncSender<Vec<u8>>,
+    leaves: &LeafHashes,
 ) -> Result<Vec<Part>> {
     let mut parts = Vec::new();
     let mut at = 0;
     let lend = pieces.len() == 1;
     for &(offset, n) in pieces {
-        encode_chunk(offset, &buf[at..at + n], zblock, zc, lend, &mut parts)?;
+        let plain = &buf[at..at + n];
+        encode_chunk(offset, plain, zblock, zc, lend, leaves, &mut parts)?;
         at += n;
     }
     let whole_raw = match &mut parts[..] {
@@ -392,6 +405,7 @@ fn encode_chunk(
     zblock: usize,
     zc: &mut zstd::bulk::Compressor<'_>,
     lend: bool,
+    leaves: &LeafHashes,
     parts: &mut Vec<Part>,
 ) -> Result<()> {
     let mut runs: Vec<(usize, usize, bool)> = Vec::new();
@@ -410,7 +424,7 @@ fn encode_chunk(
         let o = offset + from as u64;
         parts.push(match zero {
             true => Part::Zero(o, (to - from) as u64),
-            false => encode_data(o, &buf[from..to], zc, whole)?,
+            false => encode_data(o, &buf[from..to], zc, whole, leaves)?,
         });
     }
     Ok(())
@@ -419,15 +433,19 @@ fn encode_chunk(
 /// Sample size for the compressibility check.
 const SAMPLE: usize = 16 << 10;
 
-/// Hash and (if worth it) compress one data run. A raw run gets a copy of its bytes as its
-/// payload, unless `lend` (the run is a whole job buffer the caller moves in instead).
+/// Hash (unless `leaves` knows the hash) and (if worth it) compress one data run. A raw run
+/// gets a copy of its bytes as its payload, unless `lend` (the run is a whole job buffer the
+/// caller moves in instead).
 fn encode_data(
     offset: u64,
     plain: &[u8],
     zc: &mut zstd::bulk::Compressor<'_>,
     lend: bool,
+    leaves: &LeafHashes,
 ) -> Result<Part> {
-    let hash = *blake3::hash(plain).as_bytes();
+    let hash = leaves
+        .get(offset, plain.len())
+        .unwrap_or_else(|| *blake3::hash(plain).as_bytes());
     let sample = &plain[..plain.len().min(SAMPLE)];
     let zerr = |e| Error::io("zstd", e);
     let worth = zc.compress(sample).map_err(zerr)?.len() * 10 < sample.len() * 9;
@@ -454,8 +472,75 @@ fn encode_data(
 mod tests {
     use super::*;
     use crate::changeset::Extent;
+    use crate::stream::fingerprint::{fingerprint_keeping_leaves, LEAF};
     use crate::stream::{Fingerprint, Item, StreamReader};
     use crate::units::Bytes;
+
+    fn header_for(size: usize, changes: &ChangeSet) -> Header {
+        Header {
+            source: "test".into(),
+            source_uuid: String::new(),
+            device_size: Bytes(size as u64),
+            base_size: Bytes(size as u64),
+            block_size: Bytes(4096),
+            base: Fingerprint::NONE,
+            target: Fingerprint::NONE,
+            created_unix: 1,
+            touched_bytes: changes.changed_bytes(),
+        }
+    }
+
+    /// Leaf hashes kept from the fingerprint become the hashes of whole-leaf records: the
+    /// stream is byte for byte the one hashing every record gives; and they really are used
+    /// (the leaf hashes of other bytes give records the reader refuses).
+    #[test]
+    fn kept_leaf_hashes_are_the_record_hashes_of_whole_leaves() {
+        let size = 3 * LEAF as usize + 12345;
+        let text = |seed: usize| -> Vec<u8> {
+            (0..size).map(|i| (i / 97 + i % 13 + seed) as u8).collect()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (src, other) = (dir.path().join("src.img"), dir.path().join("other.img"));
+        std::fs::write(&src, text(0)).unwrap();
+        std::fs::write(&other, text(1)).unwrap();
+        // An unaligned start: chunks are cut at leaf boundaries after it.
+        let extent = Extent::new(65536, size as u64 - 65536, ExtentKind::Changed);
+        let changes = ChangeSet::from_extents(Bytes(4096), [extent]).unwrap();
+        let header = header_for(size, &changes);
+        let send = |leaves: LeafHashes| {
+            let opts = EncodeOptions {
+                leaves,
+                ..EncodeOptions::default()
+            };
+            let sent = send_changes(
+                &src,
+                &changes,
+                &header,
+                Vec::new(),
+                "t",
+                opts,
+                &mut |_, _| {},
+            );
+            sent.unwrap().0
+        };
+        let kept = |p: &Path| fingerprint_keeping_leaves(p, Bytes(size as u64)).unwrap().1;
+        let hashed = send(LeafHashes::default());
+        assert_eq!(send(kept(&src)), hashed);
+        let read_all = |s: &[u8]| -> Result<usize> {
+            let mut r = StreamReader::open(s, "t")?;
+            let mut n = 0;
+            while r.next_item()?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        };
+        assert_eq!(read_all(&hashed).unwrap(), 4);
+        let err = read_all(&send(kept(&other))).unwrap_err();
+        assert!(
+            err.to_string().contains("does not match its blake3"),
+            "{err}"
+        );
+    }
 
     /// Many scattered 4 KiB extents (some all zero) with discards between them: packed
     /// several to a job, they must still come out as one record each, in order, with zero
@@ -487,17 +572,7 @@ mod tests {
         let src = dir.path().join("src.img");
         std::fs::write(&src, &img).unwrap();
         let changes = ChangeSet::from_extents(Bytes(4096), extents).unwrap();
-        let header = Header {
-            source: "test".into(),
-            source_uuid: String::new(),
-            device_size: Bytes(img.len() as u64),
-            base_size: Bytes(img.len() as u64),
-            block_size: Bytes(4096),
-            base: Fingerprint::NONE,
-            target: Fingerprint::NONE,
-            created_unix: 1,
-            touched_bytes: changes.changed_bytes(),
-        };
+        let header = header_for(img.len(), &changes);
         let opts = EncodeOptions {
             workers: 3,
             in_flight: 2,

@@ -29,12 +29,21 @@ pub fn encode_frame(tag: u8, payload: &[u8], out: &mut Vec<u8>) {
 /// few bytes, the frame's CRC is that of those bytes followed by the frame: the undo journal
 /// binds its generation into every frame this way (`src/journal/format.rs`).
 pub fn encode_seeded_frame(seed: u32, tag: u8, payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).expect("frame payloads are bounded by the encoders");
-    debug_assert!(len <= MAX_FRAME_PAYLOAD);
+    encode_frame_with(seed, tag, out, |o| o.extend_from_slice(payload));
+}
+
+/// Append one frame (CRC from `seed`, see [`encode_seeded_frame`]) whose payload `fill`
+/// appends to `out`: a record's fields and bytes go straight into the frame, with no
+/// payload buffer in between.
+pub fn encode_frame_with(seed: u32, tag: u8, out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.push(tag);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&[0; 4]);
+    fill(out);
+    let len = out.len() - start - FRAME_HEAD_LEN;
+    let len = u32::try_from(len).expect("frame payloads are bounded by the encoders");
+    debug_assert!(len <= MAX_FRAME_PAYLOAD);
+    out[start + 1..start + FRAME_HEAD_LEN].copy_from_slice(&len.to_le_bytes());
     let crc = crc32c::crc32c_append(seed, &out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }

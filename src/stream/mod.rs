@@ -8,9 +8,11 @@
 //!            H header, then D data / Z zero / X discard / C checkpoint records, then T trailer
 //! ```
 //!
-//! The trailer carries the record and byte counts and the root hash: blake3 over every byte
-//! before the trailer frame. A reader therefore detects a flipped byte anywhere (frame CRC,
-//! data blake3, root hash), a truncation (no trailer), and reordering or splicing (root hash).
+//! The trailer carries the record and byte counts and the root hash: blake3 over every frame
+//! before the trailer, data records without their payload bytes (their fixed fields carry the
+//! blake3 of the plain bytes, which the reader checks, and their CRC binds the encoding). A
+//! reader therefore detects a flipped byte anywhere (frame CRC, data blake3, root hash), a
+//! truncation (no trailer), and reordering or splicing (root hash).
 //!
 //! - [`frame`]: framing and the bounds-checked cursor shared with the undo journal.
 //! - [`header`], [`record`]: payload codecs, pure over bytes.
@@ -36,5 +38,10 @@ pub use writer::StreamWriter;
 /// The first eight bytes of every stream.
 pub const MAGIC: [u8; 8] = *b"LVMSDLTA";
 
-/// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes. Version 2's root hash covers each data record's
+/// fixed fields and CRC instead of its payload bytes ([`record::absorb_frame`]).
+pub const VERSION: u16 = 2;
+
+/// The oldest format version this build still reads: version 1, whose root hash covers every
+/// stream byte (delta files written by an older lvmsync still apply).
+pub const OLDEST_READABLE_VERSION: u16 = 1;

@@ -3,15 +3,16 @@
 //! The reader is pure over any `Read` (no device I/O), so it is fuzzed directly. It hands
 //! out a data extent only after its frame CRC, its bounds and order, its length and the
 //! blake3 of its decompressed bytes all check; the stream as a whole is accepted only when
-//! the trailer's counts and root hash match what was read and nothing follows it.
+//! the trailer's counts and root hash match what was read and nothing follows it. It reads
+//! format versions 1 (root over every byte) and 2 (root over frames, data payloads excluded).
 
 use super::frame::{read_frame, Frame, FrameError, FRAME_CRC_LEN, FRAME_HEAD_LEN};
 use super::header::Header;
 use super::record::{
-    decode_range, Checkpoint, Compression, DataRecord, Totals, TAG_CHECKPOINT, TAG_DATA,
-    TAG_DISCARD, TAG_HEADER, TAG_RESUME, TAG_TRAILER, TAG_ZERO,
+    absorb_frame, decode_range, Checkpoint, Compression, DataRecord, Totals, TAG_CHECKPOINT,
+    TAG_DATA, TAG_DISCARD, TAG_HEADER, TAG_RESUME, TAG_TRAILER, TAG_ZERO,
 };
-use super::{MAGIC, VERSION};
+use super::{MAGIC, OLDEST_READABLE_VERSION, VERSION};
 use crate::error::{Error, Result};
 use std::io::Read;
 
@@ -52,6 +53,8 @@ pub struct StreamReader<R: Read> {
     name: String,
     header: Header,
     hasher: blake3::Hasher,
+    /// A version-1 stream: its root hash covers every byte.
+    v1_root: bool,
     totals: Totals,
     next_offset: u64,
     frame: Frame,
@@ -85,10 +88,11 @@ impl<R: Read> StreamReader<R> {
             return Err(bad("stream ends inside its preamble (truncated)".into()));
         }
         let version = u16::from_le_bytes([pre[8], pre[9]]);
-        if version != VERSION {
+        if !(OLDEST_READABLE_VERSION..=VERSION).contains(&version) {
             return Err(bad(format!(
-                "stream format version {version} is not supported (this lvmsync reads version \
-                 {VERSION}); use an lvmsync of the sender's release on the receiver"
+                "stream format version {version} is not supported (this lvmsync reads versions \
+                 {OLDEST_READABLE_VERSION} to {VERSION}); use an lvmsync of the sender's \
+                 release on the receiver"
             )));
         }
         let mut hasher = blake3::Hasher::new();
@@ -114,6 +118,7 @@ impl<R: Read> StreamReader<R> {
             name: name.to_string(),
             header,
             hasher,
+            v1_root: version == 1,
             totals,
             next_offset: 0,
             frame,
@@ -160,7 +165,11 @@ impl<R: Read> StreamReader<R> {
             return Ok(None);
         }
         let item = self.decode_item()?;
-        self.hasher.update(&self.frame.raw);
+        if self.v1_root {
+            self.hasher.update(&self.frame.raw);
+        } else {
+            absorb_frame(&mut self.hasher, self.frame.tag, &self.frame.raw);
+        }
         self.totals.records += 1;
         self.totals.stream_bytes += self.frame.raw.len() as u64;
         Ok(Some(item))
@@ -304,4 +313,157 @@ fn frame_detail(e: FrameError) -> String {
 
 fn hex(b: &[u8; 32]) -> String {
     super::header::Fingerprint(*b).to_hex()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::frame::{encode_frame, read_frame};
+    use crate::stream::record::DATA_FIXED_LEN;
+    use crate::stream::writer::StreamWriter;
+    use crate::stream::Fingerprint;
+    use crate::units::Bytes;
+
+    const REC: usize = 8192;
+
+    fn header() -> Header {
+        Header {
+            source: "t".into(),
+            source_uuid: String::new(),
+            device_size: Bytes(1 << 20),
+            base_size: Bytes(0),
+            block_size: Bytes(4096),
+            base: Fingerprint::NONE,
+            target: Fingerprint([7; 32]),
+            created_unix: 1,
+            touched_bytes: Bytes(2 * REC as u64),
+        }
+    }
+
+    fn text(seed: u8, i: u64) -> Vec<u8> {
+        (0..)
+            .flat_map(|n: u64| format!("record {i} line {n} seed {seed}\n").into_bytes())
+            .take(REC)
+            .collect()
+    }
+
+    /// A version-2 stream of two zstd data records (compressible text at 0 and `REC`).
+    fn stream(seed: u8) -> Vec<u8> {
+        let mut w = StreamWriter::new(Vec::new(), "t", &header()).unwrap();
+        for i in 0..2u64 {
+            let plain = text(seed, i);
+            let packed = zstd::bulk::compress(&plain, 1).unwrap();
+            assert!(packed.len() < plain.len() / 2);
+            w.data(&DataRecord {
+                offset: i * REC as u64,
+                plain_len: REC as u32,
+                compression: Compression::Zstd,
+                hash: *blake3::hash(&plain).as_bytes(),
+                payload: &packed,
+            })
+            .unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    /// Byte ranges of the frames after the preamble: header, records, trailer.
+    fn frames(s: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let (mut at, mut out, mut f) = (10, Vec::new(), Frame::default());
+        while at < s.len() {
+            read_frame(&mut &s[at..], &mut f).unwrap();
+            out.push(at..at + f.raw.len());
+            at += f.raw.len();
+        }
+        out
+    }
+
+    /// `s` with frame `i` replaced by a well-formed frame (valid CRC) of `tag` and `payload`.
+    fn with_frame(s: &[u8], i: usize, tag: u8, payload: &[u8]) -> Vec<u8> {
+        let r = frames(s)[i].clone();
+        let mut out = s[..r.start].to_vec();
+        encode_frame(tag, payload, &mut out);
+        out.extend_from_slice(&s[r.end..]);
+        out
+    }
+
+    fn read_all(s: &[u8]) -> Result<Vec<Item>> {
+        let mut r = StreamReader::open(s, "t")?;
+        let mut items = Vec::new();
+        while let Some(item) = r.next_item()? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+
+    fn payload(s: &[u8], i: usize) -> Vec<u8> {
+        let r = frames(s)[i].clone();
+        s[r.start + FRAME_HEAD_LEN..r.end - FRAME_CRC_LEN].to_vec()
+    }
+
+    #[test]
+    fn every_flip_of_a_compressed_payload_is_refused_even_with_a_valid_crc() {
+        let s = stream(1);
+        assert_eq!(read_all(&s).unwrap().len(), 2);
+        let good = payload(&s, 1);
+        let mut decoded_anyway = 0;
+        for pos in DATA_FIXED_LEN..good.len() {
+            let mut bad = good.clone();
+            bad[pos] ^= 0x04;
+            let rec = DataRecord::decode(&bad).unwrap();
+            decoded_anyway += usize::from(zstd::bulk::decompress(rec.payload, REC).is_ok());
+            let tampered = with_frame(&s, 1, TAG_DATA, &bad);
+            assert!(
+                read_all(&tampered).is_err(),
+                "flip at payload byte {pos} accepted"
+            );
+        }
+        assert!(
+            decoded_anyway > 0,
+            "no flip decompressed: the case is not covered"
+        );
+    }
+
+    #[test]
+    fn a_payload_reencoded_to_the_same_plain_bytes_is_refused_by_the_root() {
+        let s = stream(1);
+        let rec_payload = payload(&s, 1);
+        let rec = DataRecord::decode(&rec_payload).unwrap();
+        let plain = text(1, 0);
+        let raw = DataRecord {
+            compression: Compression::None,
+            payload: &plain,
+            ..rec
+        };
+        let mut p = Vec::new();
+        raw.encode_into(&mut p);
+        let err = read_all(&with_frame(&s, 1, TAG_DATA, &p)).unwrap_err();
+        assert!(err.to_string().contains("trailer does not match"), "{err}");
+    }
+
+    #[test]
+    fn a_record_spliced_from_another_stream_is_refused_by_the_root() {
+        let (a, b) = (stream(1), stream(2));
+        let spliced = with_frame(&a, 2, TAG_DATA, &payload(&b, 2));
+        let err = read_all(&spliced).unwrap_err();
+        assert!(err.to_string().contains("trailer does not match"), "{err}");
+    }
+
+    /// Version 1 (root over every byte) still reads; a version-2 stream relabelled as
+    /// version 1 does not.
+    #[test]
+    fn version_1_streams_are_read_with_their_own_root() {
+        let s = stream(1);
+        let mut v1 = s.clone();
+        v1[8] = 1;
+        let err = read_all(&v1).unwrap_err();
+        assert!(err.to_string().contains("trailer does not match"), "{err}");
+        let fr = frames(&v1);
+        let trailer = fr.last().unwrap().clone();
+        let mut t = Totals::decode_trailer(&payload(&v1, fr.len() - 1)).unwrap();
+        t.root = *blake3::hash(&v1[..trailer.start]).as_bytes();
+        let mut tp = Vec::new();
+        t.encode_into(&mut tp);
+        let v1 = with_frame(&v1, fr.len() - 1, TAG_TRAILER, &tp);
+        assert_eq!(read_all(&v1).unwrap(), read_all(&s).unwrap());
+    }
 }

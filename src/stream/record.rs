@@ -4,7 +4,7 @@
 //! ordering, device bounds and the data hash are checked by the reader, which has the
 //! context (previous extent, header, decompressed bytes).
 
-use super::frame::{Cursor, MAX_PLAIN_LEN};
+use super::frame::{Cursor, FRAME_CRC_LEN, FRAME_HEAD_LEN, MAX_PLAIN_LEN};
 
 /// Frame tag of the header.
 pub const TAG_HEADER: u8 = b'H';
@@ -93,6 +93,21 @@ impl DataRecord<'_> {
     }
 }
 
+/// Feed what of one frame the root hash covers into `root` (stream format version 2): a data
+/// record's frame without its payload (head, the fixed fields carrying the blake3 of the plain
+/// bytes, and the frame's CRC), every other frame whole. The reader checks each data payload
+/// against that blake3 (and the frame against its CRC), so the payload bytes need not be
+/// hashed a second time; the CRC binds their encoding into the root as well.
+pub fn absorb_frame(root: &mut blake3::Hasher, tag: u8, frame: &[u8]) {
+    let fixed_end = FRAME_HEAD_LEN + DATA_FIXED_LEN;
+    if tag == TAG_DATA && frame.len() >= fixed_end + FRAME_CRC_LEN {
+        root.update(&frame[..fixed_end]);
+        root.update(&frame[frame.len() - FRAME_CRC_LEN..]);
+    } else {
+        root.update(frame);
+    }
+}
+
 /// A zero or discard extent: `(offset, length)`.
 pub fn encode_range(offset: u64, len: u64) -> [u8; 16] {
     let mut out = [0u8; 16];
@@ -125,7 +140,8 @@ pub struct Totals {
     pub stream_bytes: u64,
     /// Destination bytes covered by data, zero and discard records so far.
     pub touched_bytes: u64,
-    /// blake3 over all stream bytes so far (the root hash when in the trailer).
+    /// The root hash so far (in the trailer: of the whole stream): blake3 over the preamble and
+    /// what [`absorb_frame`] takes of each frame (version 1: over all stream bytes).
     pub root: [u8; 32],
 }
 

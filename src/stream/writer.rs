@@ -4,11 +4,11 @@
 //! order inside the device), so a bug upstream fails here, loudly, instead of producing a
 //! stream every receiver refuses.
 
-use super::frame::encode_frame;
+use super::frame::{encode_frame, encode_frame_with, FRAME_CRC_LEN, FRAME_HEAD_LEN};
 use super::header::Header;
 use super::record::{
-    encode_range, Checkpoint, DataRecord, Totals, TAG_CHECKPOINT, TAG_DATA, TAG_DISCARD,
-    TAG_HEADER, TAG_RESUME, TAG_TRAILER, TAG_ZERO,
+    absorb_frame, encode_range, Checkpoint, DataRecord, Totals, DATA_FIXED_LEN, TAG_CHECKPOINT,
+    TAG_DATA, TAG_DISCARD, TAG_HEADER, TAG_RESUME, TAG_TRAILER, TAG_ZERO,
 };
 use super::{MAGIC, VERSION};
 use crate::error::{Error, Result};
@@ -46,6 +46,7 @@ impl<W: Write> StreamWriter<W> {
         };
         let mut pre = MAGIC.to_vec();
         pre.extend_from_slice(&VERSION.to_le_bytes());
+        w.hasher.update(&pre);
         w.put_raw(&pre)?;
         w.emit(TAG_HEADER, &header.encode())?;
         Ok(w)
@@ -67,7 +68,6 @@ impl<W: Write> StreamWriter<W> {
     }
 
     fn put_raw(&mut self, bytes: &[u8]) -> Result<()> {
-        self.hasher.update(bytes);
         self.totals.stream_bytes += bytes.len() as u64;
         self.out
             .write_all(bytes)
@@ -78,6 +78,12 @@ impl<W: Write> StreamWriter<W> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         encode_frame(tag, payload, &mut buf);
+        self.put_frame(tag, buf)
+    }
+
+    /// Hash (for the root), count and write one encoded frame held in `buf` (kept for reuse).
+    fn put_frame(&mut self, tag: u8, buf: Vec<u8>) -> Result<()> {
+        absorb_frame(&mut self.hasher, tag, &buf);
         let r = self.put_raw(&buf);
         self.since_checkpoint += buf.len() as u64;
         self.buf = buf;
@@ -100,12 +106,15 @@ impl<W: Write> StreamWriter<W> {
         }
     }
 
-    /// Append a data record (its payload already encoded and hashed).
+    /// Append a data record (its payload already encoded and hashed). The payload is copied
+    /// once, straight into the frame buffer.
     pub fn data(&mut self, rec: &DataRecord<'_>) -> Result<()> {
         self.claim(rec.offset, rec.plain_len as u64)?;
-        let mut payload = Vec::with_capacity(super::record::DATA_FIXED_LEN + rec.payload.len());
-        rec.encode_into(&mut payload);
-        self.emit(TAG_DATA, &payload)?;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.reserve(FRAME_HEAD_LEN + DATA_FIXED_LEN + rec.payload.len() + FRAME_CRC_LEN);
+        encode_frame_with(0, TAG_DATA, &mut buf, |o| rec.encode_into(o));
+        self.put_frame(TAG_DATA, buf)?;
         self.maybe_checkpoint()
     }
 

@@ -38,6 +38,10 @@ pub trait Conn: Write + Send {
     fn finish(self: Box<Self>) -> Result<Outcome>;
 }
 
+/// Capacity asked for a pipe on standard output (1 MiB, the default unprivileged limit of
+/// `/proc/sys/fs/pipe-max-size`; the kernel's default is 64 KiB).
+const PIPE_SIZE: i32 = 1 << 20;
+
 /// `-` or a file: the stream is the delta itself, kept to apply later.
 pub struct FileConn {
     out: BufWriter<Box<dyn Write + Send>>,
@@ -45,10 +49,22 @@ pub struct FileConn {
 }
 
 impl FileConn {
-    /// Write to standard output.
+    /// Write to standard output: straight to file descriptor 1 (not through `io::stdout()`,
+    /// whose line buffering splits writes at newline bytes), and when it is a pipe, widen the
+    /// pipe to [`PIPE_SIZE`] so each `write` moves a whole buffer with fewer wake-ups.
     pub fn stdout() -> Self {
+        use std::os::fd::AsFd;
+        let out: Box<dyn Write + Send> = match io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => {
+                // Best effort: a pipe keeps its size when this fails (e.g. over the limit).
+                let widened = nix::fcntl::F_SETPIPE_SZ(PIPE_SIZE);
+                let _ = nix::fcntl::fcntl(&fd, widened);
+                Box::new(File::from(fd))
+            }
+            Err(_) => Box::new(io::stdout()),
+        };
         FileConn {
-            out: BufWriter::with_capacity(1 << 20, Box::new(io::stdout())),
+            out: BufWriter::with_capacity(1 << 20, out),
             file: None,
         }
     }
