@@ -3,6 +3,7 @@
 //! - [`dest`]: the destination device or file.
 //! - [`format`]: the undo journal's frames (stream framing, own tags).
 //! - [`undo`]: writing the journal in crash-safe order.
+//! - `writer`: the journal's writer thread (writes and syncs overlap the journaling).
 //! - [`preflight`]: base and journal-space checks made before anything is written.
 //! - [`recover`]: finishing (roll forward) or undoing (roll back) an interrupted apply.
 //! - [`resume`]: continuing an interrupted apply from its last durable checkpoint.
@@ -27,6 +28,7 @@ pub mod resume;
 pub mod snapback;
 pub mod state;
 pub mod undo;
+mod writer;
 
 pub use apply::{apply_file, apply_stream, ApplyOptions, ApplyReport};
 pub use recover::{recover, Recovery};

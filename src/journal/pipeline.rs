@@ -5,21 +5,24 @@
 //! ```
 //!
 //! - The decoder reads, decompresses and verifies records, at most [`DECODED_AHEAD`] ahead.
-//! - The journaler groups records into batches, appends the old bytes of each record's range
-//!   to the undo journal as it arrives, and at the end of a batch makes the journal durable
-//!   (one fdatasync) before handing the batch over.
-//! - The writer writes batch N in place while the journaler reads and journals batch N+1.
-//!   The stream's extents are in order and never overlap, so batch N's writes never touch
-//!   the old bytes batch N+1 is saving.
+//! - The journaler groups records into batches and appends the old bytes of each record's
+//!   range to the undo journal as it arrives (the journal's own writer thread writes them
+//!   out); at the end of a batch it queues one journal fdatasync and hands the batch over
+//!   with that sync's ticket, without waiting for it.
+//! - The writer waits until the batch's ticket is durable, then writes the batch in place,
+//!   while the journaler reads and journals batch N+1: batch N's journal fdatasync overlaps
+//!   journaling batch N+1. The stream's extents are in order and never overlap, so batch
+//!   N's writes never touch the old bytes batch N+1 is saving.
 //!
-//! The hand-over is a rendezvous: at most two batches exist at once (one being written, one
-//! being journaled), so memory stays bounded whatever the device size. Invariant kept: a
-//! batch reaches the writer only after its old bytes are durable in the journal.
+//! The hand-over is a rendezvous: at most two batches exist at once (one with the writer,
+//! one being journaled), so memory stays bounded whatever the device size. Invariant kept:
+//! the writer writes a batch only after its old bytes are durable in the journal.
 
 use super::dest::Destination;
 use super::prepass::Covered;
 use super::recover::{test_delay, test_slow_ms};
 use super::undo::{Incoming, UndoJournal};
+use super::writer::Durable;
 use super::ApplyReport;
 use crate::error::{Error, Result};
 use crate::stream::{Item, StreamReader};
@@ -35,8 +38,9 @@ const DECODED_AHEAD: usize = 4;
 
 /// What the journaler asks of the writer.
 enum Work {
-    /// Write these records (their old bytes are durable in the journal).
-    Batch(Vec<Item>),
+    /// Write these records once the journal sync numbered `.1` is done (0: nothing to wait
+    /// for): then their old bytes are durable in the journal.
+    Batch(Vec<Item>, u64),
     /// Make everything written so far durable, then answer [`Done::Synced`].
     Sync,
 }
@@ -86,7 +90,8 @@ pub(super) fn run_records<R: Read + Send>(
         });
         let (work_tx, work) = sync_channel::<Work>(0);
         let (done_tx, done) = channel::<Done>();
-        let writer = s.spawn(move || write_batches(d, &work, &done_tx));
+        let durable = journal.as_deref().map(UndoJournal::durable);
+        let writer = s.spawn(move || write_batches(d, durable.as_ref(), &work, &done_tx));
         let mut j = Journaler {
             dest: d,
             name,
@@ -202,15 +207,17 @@ impl Journaler<'_, '_> {
         self.hand_over(batch)
     }
 
-    /// Make the batch's journal entries durable, then give it to the writer.
+    /// Queue making the batch's journal entries durable, then give it to the writer, which
+    /// waits for that before writing.
     fn hand_over(&mut self, batch: Vec<Item>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        if let Some(j) = self.journal.as_deref_mut() {
-            j.sync()?;
-        }
-        self.send(Work::Batch(batch))?;
+        let ticket = match self.journal.as_deref_mut() {
+            Some(j) => j.sync_begin()?,
+            None => 0,
+        };
+        self.send(Work::Batch(batch, ticket))?;
         self.note(self.done.try_iter().collect());
         Ok(())
     }
@@ -261,11 +268,12 @@ impl Journaler<'_, '_> {
     }
 }
 
-/// The writer stage: write each batch in place; start its writeback at once (a sync on a
-/// third thread, requests coalesced) so it overlaps the next batch instead of piling up for
-/// the final sync.
+/// The writer stage: write each batch in place once its journal sync is done (`durable`);
+/// start its writeback at once (a sync on a third thread, requests coalesced) so it overlaps
+/// the next batch instead of piling up for the final sync.
 fn write_batches(
     d: &Destination,
+    durable: Option<&Durable>,
     work: &Receiver<Work>,
     done: &std::sync::mpsc::Sender<Done>,
 ) -> Result<()> {
@@ -286,7 +294,10 @@ fn write_batches(
         });
         for w in work.iter() {
             let msg = match w {
-                Work::Batch(batch) => {
+                Work::Batch(batch, ticket) => {
+                    if let Some(j) = durable {
+                        j.wait(ticket)?;
+                    }
                     let n = write_batch(d, batch)?;
                     let _ = flush_tx.try_send(());
                     Done::Bytes(n)

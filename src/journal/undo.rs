@@ -34,31 +34,23 @@ use super::format::{
     old_data_frame_len, JournalHead, JournalId, JournalReader, OLD_DATA_LEAD,
 };
 use super::state::DestPaths;
+use super::writer::{Buf, Durable, JournalWriter, BLOCK, WINDOW};
 use crate::error::{Error, Result};
 use crate::stream::encode::is_zero;
 use crate::stream::record::Checkpoint;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-
-/// Writes of at least twice this are split in two written at once.
-const PARALLEL_MIN: usize = 1 << 20;
+use std::path::Path;
 
 /// A spare larger than twice an apply's worst-case journal plus this is cut back to it.
 pub const SPARE_SLACK: u64 = 64 << 20;
 
-/// Journal writes are whole blocks of this size at offsets that are multiples of it.
-const BLOCK: usize = 4096;
-/// The buffer: entries are written out once it is this full (and at every sync).
-const WINDOW: usize = 8 << 20;
-
 /// An open undo journal.
 pub struct UndoJournal {
-    file: File,
-    path: PathBuf,
-    /// Backing memory; the window is `mem[at..at + WINDOW]`, `at` chosen for alignment.
-    mem: Vec<u8>,
-    at: usize,
+    /// Writes and syncs the filled windows on its own thread.
+    io: JournalWriter,
+    /// The buffer being filled with frames.
+    win: Buf,
     /// Bytes of the window in use; the window's first byte is at `file_pos` in the file.
     used: usize,
     file_pos: u64,
@@ -70,51 +62,6 @@ pub struct UndoJournal {
     progress: Option<Checkpoint>,
     /// CRC seed of this journal's nonce and generation.
     seed: u32,
-    /// Started once a long stretch is written between syncs (a delta file's verifying pass).
-    flusher: Option<FlushBehind>,
-    /// Bytes written since the last sync or background flush request.
-    unflushed: u64,
-}
-
-/// Between two syncs, ask for a background fdatasync after this many bytes written, so the
-/// disk makes a long journal durable while it is still being written instead of all at once
-/// in the final sync.
-const FLUSH_BEHIND: u64 = 64 << 20;
-
-/// A thread that fdatasyncs the journal on request and reports each outcome.
-struct FlushBehind {
-    request: std::sync::mpsc::SyncSender<()>,
-    done: std::sync::mpsc::Receiver<std::io::Result<()>>,
-    /// Requests sent and not yet answered (at most one).
-    outstanding: bool,
-}
-
-impl FlushBehind {
-    fn start(file: File) -> Self {
-        let (request, requests) = std::sync::mpsc::sync_channel::<()>(1);
-        let (report, done) = std::sync::mpsc::channel();
-        // Ends when the journal (the request sender) is dropped.
-        std::thread::spawn(move || {
-            for () in requests {
-                if report.send(file.sync_data()).is_err() {
-                    return;
-                }
-            }
-        });
-        FlushBehind {
-            request,
-            done,
-            outstanding: false,
-        }
-    }
-
-    /// Wait for the outstanding request, if any; its error, if it failed.
-    fn settle(&mut self) -> std::io::Result<()> {
-        if !std::mem::take(&mut self.outstanding) {
-            return Ok(());
-        }
-        self.done.recv().unwrap_or(Ok(()))
-    }
 }
 
 /// What an apply is about to write over a range, so [`UndoJournal::save_old`] can leave
@@ -167,13 +114,12 @@ impl UndoJournal {
             file.set_len(need).map_err(err)?;
         }
         preallocate(&file, need);
-        let mut j = UndoJournal::new(file, spare, 0, 0, None, nonce_gen.crc_seed());
+        let mut j = UndoJournal::new(file, &paths.journal, 0, 0, None, nonce_gen.crc_seed())?;
         j.undo_end = head.size_before;
         j.append(&encode_head(head, nonce, generation))?;
         j.sync()?;
         rename_noreplace(spare, &paths.journal)?;
         sync_dir(&paths.dir)?;
-        j.path = paths.journal.clone();
         Ok(j)
     }
 
@@ -194,10 +140,10 @@ impl UndoJournal {
         file.set_len(len).map_err(err)?;
         file.sync_data().map_err(err)?;
         let start = len - len % BLOCK as u64;
-        let mut j = UndoJournal::new(file, path, start, entries, Some(at), seed);
+        let mut j = UndoJournal::new(file, path, start, entries, Some(at), seed)?;
         j.undo_end = size_before;
         j.used = (len - start) as usize;
-        let tail = &mut j.mem[j.at..j.at + j.used];
+        let tail = &mut j.win.bytes()[..j.used];
         // The partial last block is rewritten by the next sync; read it back (buffered: the
         // direct-I/O flag is dropped for this one short read).
         let plain = File::open(path).map_err(err)?;
@@ -205,6 +151,7 @@ impl UndoJournal {
         Ok(j)
     }
 
+    /// `file` opened for writing, named `path` (the name it has during the apply).
     fn new(
         file: File,
         path: &Path,
@@ -212,14 +159,11 @@ impl UndoJournal {
         entries: u64,
         p: Option<Checkpoint>,
         seed: u32,
-    ) -> Self {
-        let mem = vec![0u8; WINDOW + BLOCK];
-        let at = mem.as_ptr().align_offset(BLOCK).min(BLOCK);
-        UndoJournal {
-            file,
-            path: path.to_path_buf(),
-            mem,
-            at,
+    ) -> Result<Self> {
+        let mut io = JournalWriter::start(file, path);
+        Ok(UndoJournal {
+            win: io.buffer()?,
+            io,
             used: 0,
             file_pos,
             pending: false,
@@ -227,9 +171,7 @@ impl UndoJournal {
             entries,
             progress: p,
             seed,
-            flusher: None,
-            unflushed: 0,
-        }
+        })
     }
 
     /// The newest checkpoint recorded as durable.
@@ -248,71 +190,30 @@ impl UndoJournal {
         Ok(())
     }
 
-    /// Write the window's whole blocks (and, with `pad`, its zero-padded last block) at
-    /// `file_pos`; keep the partial last block at the window's start.
+    /// Hand the window's whole blocks (and, with `pad`, its zero-padded last block) to the
+    /// writer thread, to be written at `file_pos`; continue in a fresh buffer that starts
+    /// with the partial last block (rewritten in full by a later write).
     fn write_out(&mut self, pad: bool) -> Result<()> {
         let whole = self.used - self.used % BLOCK;
         let end = if pad {
-            let padded = self.used.div_ceil(BLOCK) * BLOCK;
-            self.mem[self.at + self.used..self.at + padded].fill(0);
-            padded
+            self.used.div_ceil(BLOCK) * BLOCK
         } else {
             whole
         };
-        let w = self.at..self.at + end;
-        if let Err(e) = write_halves(&self.file, &self.mem[w.clone()], self.file_pos) {
-            // A filesystem that refuses direct I/O for this write: fall back to buffered.
-            if e.raw_os_error() != Some(nix::libc::EINVAL) || !self.drop_direct() {
-                return Err(Error::io(&self.path, e));
-            }
-            self.file
-                .write_all_at(&self.mem[w], self.file_pos)
-                .map_err(|e| Error::io(&self.path, e))?;
+        if end == 0 {
+            return Ok(());
         }
-        self.mem
-            .copy_within(self.at + whole..self.at + self.used, self.at);
+        let mut next = self.io.buffer()?;
+        let w = self.win.bytes();
+        next.bytes()[..self.used - whole].copy_from_slice(&w[whole..self.used]);
+        if pad {
+            w[self.used..end].fill(0);
+        }
+        let full = std::mem::replace(&mut self.win, next);
+        self.io.write(full, end, self.file_pos)?;
         self.used -= whole;
         self.file_pos += whole as u64;
-        self.unflushed += whole as u64;
-        if !pad && self.unflushed >= FLUSH_BEHIND {
-            self.flush_behind()?;
-        }
         Ok(())
-    }
-
-    /// Ask the flusher to fdatasync what is written so far, unless it is still busy.
-    fn flush_behind(&mut self) -> Result<()> {
-        if self.flusher.is_none() {
-            let file = self
-                .file
-                .try_clone()
-                .map_err(|e| Error::io(&self.path, e))?;
-            self.flusher = Some(FlushBehind::start(file));
-        }
-        let f = self.flusher.as_mut().expect("just started");
-        if f.outstanding {
-            match f.done.try_recv() {
-                Ok(r) => {
-                    f.outstanding = false;
-                    r.map_err(|e| Error::io(&self.path, e))?;
-                }
-                Err(_) => return Ok(()),
-            }
-        }
-        if f.request.try_send(()).is_ok() {
-            f.outstanding = true;
-            self.unflushed = 0;
-        }
-        Ok(())
-    }
-
-    /// Clear `O_DIRECT` on the journal; false if it can't be.
-    fn drop_direct(&self) -> bool {
-        use nix::fcntl::{fcntl, FcntlArg, OFlag};
-        fcntl(&self.file, FcntlArg::F_GETFL)
-            .map(|f| OFlag::from_bits_truncate(f) & !OFlag::O_DIRECT)
-            .and_then(|f| fcntl(&self.file, FcntlArg::F_SETFL(f)))
-            .is_ok()
     }
 
     /// Make room for `n` more bytes in the window.
@@ -325,8 +226,8 @@ impl UndoJournal {
 
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
         self.reserve(bytes.len())?;
-        let at = self.at + self.used;
-        self.mem[at..at + bytes.len()].copy_from_slice(bytes);
+        let at = self.used;
+        self.win.bytes()[at..at + bytes.len()].copy_from_slice(bytes);
         self.used += bytes.len();
         self.pending = true;
         Ok(())
@@ -361,8 +262,8 @@ impl UndoJournal {
             } else {
                 let frame_len = old_data_frame_len(n);
                 self.reserve(frame_len)?;
-                let at = self.at + self.used;
-                let frame = &mut self.mem[at..at + frame_len];
+                let at = self.used;
+                let frame = &mut self.win.bytes()[at..at + frame_len];
                 let old = &mut frame[OLD_DATA_LEAD..OLD_DATA_LEAD + n];
                 dest.read_at(old, pos)?;
                 let old_zero = is_zero(old);
@@ -393,19 +294,24 @@ impl UndoJournal {
 
     /// Make every entry appended so far durable (call before writing the destination).
     pub fn sync(&mut self) -> Result<()> {
-        if !self.pending {
-            return Ok(());
+        let ticket = self.sync_begin()?;
+        self.io.durable().wait(ticket)
+    }
+
+    /// Queue making every entry appended so far durable, without waiting: returns the
+    /// ticket to wait for ([`Self::durable`]) before writing the destination.
+    pub(crate) fn sync_begin(&mut self) -> Result<u64> {
+        if self.pending {
+            self.write_out(true)?;
+            self.io.sync()?;
+            self.pending = false;
         }
-        self.write_out(true)?;
-        // A failed background flush fails this sync too, whatever the final flush says.
-        let behind = self.flusher.as_mut().map_or(Ok(()), FlushBehind::settle);
-        self.file
-            .sync_data()
-            .and(behind)
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.pending = false;
-        self.unflushed = 0;
-        Ok(())
+        Ok(self.io.ticket())
+    }
+
+    /// Whom to ask whether a sync ticket is done (shareable with another thread).
+    pub(crate) fn durable(&self) -> Durable {
+        self.io.durable().clone()
     }
 
     /// Append and sync the commit frame: from here on, recovery rolls forward. Returns the
@@ -424,22 +330,6 @@ impl UndoJournal {
 pub fn retire(paths: &DestPaths) -> Result<()> {
     std::fs::rename(&paths.journal, &paths.spare).map_err(|e| Error::io(&paths.journal, e))?;
     sync_dir(&paths.dir)
-}
-
-/// Write `buf` at `pos`; a large buffer as two halves at once (on a second thread), which
-/// keeps more of the disk busy: `O_DIRECT` writes are synchronous, and two in flight went
-/// ~1.6x as fast as one on the benchmark machine's virtual disk.
-fn write_halves(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
-    if buf.len() < 2 * PARALLEL_MIN {
-        return file.write_all_at(buf, pos);
-    }
-    let mid = buf.len() / 2 / BLOCK * BLOCK;
-    let (a, b) = buf.split_at(mid);
-    std::thread::scope(|s| {
-        let second = s.spawn(|| file.write_all_at(b, pos + mid as u64));
-        let first = file.write_all_at(a, pos);
-        first.and(second.join().expect("a journal write does not panic"))
-    })
 }
 
 /// Delete the destination's spare journal (`recover --drop-spare`), freeing its space; the
