@@ -16,7 +16,8 @@
 //! over an all-zero old image, so the delta covers the whole device. Variants run interleaved,
 //! `LVMSYNC_BENCH_ROUNDS` rounds (default 3; `LVMSYNC_BENCH_ONLY=tls,tcp` for a subset, the
 //! `cat` rows always run); reports medians, the ratio of each row's throughput to each
-//! baseline, and the peak RSS of each side (`/usr/bin/time`). Every lvmsync run is checked:
+//! baseline, and the peak RSS and CPU seconds (user + system) of each side in the median run
+//! (`/usr/bin/time`). Every lvmsync run is checked:
 //! the destination's blake3 must equal the new image's.
 
 #[path = "bench_support/mod.rs"]
@@ -35,7 +36,7 @@ use transport_support::{listen_args, spawn_listening, Pki};
 fn bin() -> String {
     std::env::var("LVMSYNC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lvmsync").to_string())
 }
-const TIME_FMT: &str = "MAXRSS_KB=%M";
+const TIME_FMT: &str = "MAXRSS_KB=%M,CPU=%U+%S";
 
 /// Old image: `mib` MiB of zeros (sparse). New image: half random, half compressible text.
 fn write_images(dir: &Path, mib: u64) -> (PathBuf, PathBuf) {
@@ -67,21 +68,27 @@ fn file_hash(p: &Path) -> blake3::Hash {
     h.finalize()
 }
 
-/// Peak RSS lines `/usr/bin/time -f MAXRSS_KB=%M` printed, in order.
-fn rss_lines(stderr: &str) -> Vec<u64> {
+/// Peak RSS (KiB) and CPU seconds (user + system) of each `/usr/bin/time -f TIME_FMT` line
+/// printed, in order.
+fn time_lines(stderr: &str) -> Vec<(u64, f64)> {
     stderr
         .lines()
         .filter_map(|l| l.strip_prefix("MAXRSS_KB="))
-        .map(|v| v.trim().parse().unwrap())
+        .map(|v| {
+            let (kib, cpu) = v.trim().split_once(",CPU=").unwrap();
+            let (user, sys) = cpu.split_once('+').unwrap();
+            let secs = |x: &str| x.parse::<f64>().unwrap();
+            (kib.parse().unwrap(), secs(user) + secs(sys))
+        })
         .collect()
 }
 
-/// One timed run: seconds, and peak RSS (KiB) of the sending and receiving side.
+/// One timed run: seconds, and peak RSS (KiB) and CPU seconds of each side.
 #[derive(Clone, Copy)]
 struct Run {
     secs: f64,
-    send_kib: u64,
-    recv_kib: u64,
+    send: (u64, f64),
+    recv: (u64, f64),
 }
 
 /// Run a shell pipeline; `/usr/bin/time` lines on its stderr give the RSS of each side.
@@ -91,11 +98,11 @@ fn shell(script: &str) -> Run {
     let secs = t.elapsed().as_secs_f64();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script}: {err}");
-    let rss = rss_lines(&err);
+    let sides = time_lines(&err);
     Run {
         secs,
-        send_kib: rss.first().copied().unwrap_or(0),
-        recv_kib: rss.get(1).copied().unwrap_or(0),
+        send: sides.first().copied().unwrap_or_default(),
+        recv: sides.get(1).copied().unwrap_or_default(),
     }
 }
 
@@ -158,8 +165,8 @@ fn network_run(scheme: &str, old: &Path, new: &Path, dest: &Path, st: &Path, pki
     );
     Run {
         secs,
-        send_kib: rss_lines(&send_err)[0],
-        recv_kib: rss_lines(&recv_err)[0],
+        send: time_lines(&send_err)[0],
+        recv: time_lines(&recv_err)[0],
     }
 }
 
@@ -296,7 +303,7 @@ fn main() {
     for (n, _) in &bases {
         print!(" {:>14}", format!("x {n}"));
     }
-    println!("   peak RSS send / receive");
+    println!("   peak RSS send / receive   CPU s send / receive");
     for (name, r) in names.iter().zip(&med) {
         print!(
             "  {name:13} {:7.3}s {:10.1}",
@@ -307,9 +314,11 @@ fn main() {
             print!(" {:14.2}", b / r.secs);
         }
         println!(
-            "   {} / {} MiB",
-            r.send_kib.div_ceil(1024),
-            r.recv_kib.div_ceil(1024)
+            "   {} / {} MiB   {:.2} / {:.2}",
+            r.send.0.div_ceil(1024),
+            r.recv.0.div_ceil(1024),
+            r.send.1,
+            r.recv.1
         );
     }
 }
