@@ -17,7 +17,9 @@
 //! `LVMSYNC_BENCH_ROUNDS` rounds (default 3; `LVMSYNC_BENCH_ONLY=tls,tcp` for a subset, the
 //! `cat` rows always run); reports medians, the ratio of each row's throughput to each
 //! baseline, and the peak RSS and CPU seconds (user + system) of each side in the median run
-//! (`/usr/bin/time`). Every lvmsync run is checked:
+//! (`/usr/bin/time`). `LVMSYNC_BIN_B=<another lvmsync>` adds each lvmsync row run from that
+//! build too (`tcp@B` right after `tcp`), so two builds compare interleaved under the same
+//! load. Every lvmsync run is checked:
 //! the destination's blake3 must equal the new image's.
 
 #[path = "bench_support/mod.rs"]
@@ -115,13 +117,20 @@ fn tls_args(pki: &Pki, server: bool) -> Vec<PathBuf> {
     vec![pki.path(cert), pki.path(key), pki.path("ca.pem")]
 }
 
-/// `send --base old new --to scheme://...` into `receive --listen scheme://... --once`.
-fn network_run(scheme: &str, old: &Path, new: &Path, dest: &Path, st: &Path, pki: &Pki) -> Run {
+/// `send --base old new --to scheme://...` into `receive --listen scheme://... --once`, both
+/// run from the lvmsync binary `bin`.
+fn network_run(
+    bin: &str,
+    scheme: &str,
+    (old, new, dest): (&Path, &Path, &Path),
+    st: &Path,
+    pki: &Pki,
+) -> Run {
     let mut rx = Command::new("/usr/bin/time");
     rx.args([
         "-f",
         TIME_FMT,
-        &bin(),
+        bin,
         "receive",
         "--once",
         "--progress",
@@ -135,19 +144,11 @@ fn network_run(scheme: &str, old: &Path, new: &Path, dest: &Path, st: &Path, pki
         s
     });
     let mut tx = Command::new("/usr/bin/time");
-    tx.args([
-        "-f",
-        TIME_FMT,
-        &bin(),
-        "send",
-        "--progress",
-        "none",
-        "--base",
-    ])
-    .arg(old)
-    .arg(new)
-    .arg("--to")
-    .arg(format!("{scheme}://{addr}/bench"));
+    tx.args(["-f", TIME_FMT, bin, "send", "--progress", "none", "--base"])
+        .arg(old)
+        .arg(new)
+        .arg("--to")
+        .arg(format!("{scheme}://{addr}/bench"));
     if scheme != "tcp" {
         let f = tls_args(pki, false);
         tx.arg("--cert").arg(&f[0]).arg("--key").arg(&f[1]);
@@ -218,9 +219,15 @@ fn main() {
         "quic",
     ];
     let only = std::env::var("LVMSYNC_BENCH_ONLY").unwrap_or_default();
-    let names: Vec<&str> = all
+    // A second build to compare, each of its rows right after the same row of the first.
+    let bin_b = std::env::var("LVMSYNC_BIN_B").ok();
+    let names: Vec<String> = all
         .into_iter()
         .filter(|n| only.is_empty() || n.starts_with("cat") || only.split(',').any(|o| o == *n))
+        .flat_map(|n| {
+            let b = (bin_b.is_some() && !n.starts_with("cat")).then(|| format!("{n}@B"));
+            std::iter::once(n.to_string()).chain(b)
+        })
         .collect();
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); names.len()];
     let load_before = load();
@@ -236,7 +243,11 @@ fn main() {
                 .set_len(mib << 20)
                 .unwrap();
             Command::new("sync").status().unwrap();
-            let run = match *name {
+            let (row, lvmsync) = match name.split_once('@') {
+                Some((row, _)) => (row, bin_b.clone().expect("B rows only with LVMSYNC_BIN_B")),
+                None => (name.as_str(), bin()),
+            };
+            let run = match row {
                 "cat" => shell(&format!("{} '{d}' > '{o}'", timed("cat"))),
                 "cat+sync" => shell(&format!(
                     "{} '{d}' > '{o}' && sync --data '{o}'",
@@ -260,12 +271,12 @@ fn main() {
                 "pipe" => shell(&format!(
                     "{} send --progress none --base '{}' '{}' --to - | \
                      {} receive --progress none --state-dir '{s}' '{t}'",
-                    timed(&bin()),
+                    timed(&lvmsync),
                     old.display(),
                     new.display(),
-                    timed(&bin())
+                    timed(&lvmsync)
                 )),
-                scheme => network_run(scheme, &old, &new, &dest, &st, &pki),
+                scheme => network_run(&lvmsync, scheme, (&old, &new, &dest), &st, &pki),
             };
             if name.starts_with("cat") {
                 let copied = if *name == "cat new+sync" {
