@@ -17,7 +17,7 @@
 //! block per level.
 
 use super::node::{NodeHeader, NodeKind, NODE_HEADER_SIZE};
-use super::source::{le_u64, Block, MetadataSource, METADATA_BLOCK_SIZE};
+use super::source::{le_u64, Block, MetadataSource, NodeChecksum, METADATA_BLOCK_SIZE};
 use crate::error::{Error, Result};
 
 /// Deepest tree accepted. 4 KiB nodes at the kernel's minimum fill reach 2^64 keys in fewer
@@ -237,10 +237,15 @@ impl<'s> TreeCursor<'s> {
             .spare
             .pop()
             .unwrap_or_else(|| Box::new([0u8; METADATA_BLOCK_SIZE]));
-        self.src.read_block(block, &mut buf)?;
+        let checked = self.src.read_node(block, &mut buf)?;
         self.nodes_read += 1;
-        let hdr = NodeHeader::decode(&buf, block, self.leaf_value_size)
-            .map_err(|e| self.corrupt(block, e))?;
+        let hdr = match checked {
+            NodeChecksum::Unchecked => NodeHeader::decode(&buf, block, self.leaf_value_size),
+            NodeChecksum::Verified => {
+                NodeHeader::decode_verified(&buf, block, self.leaf_value_size)
+            }
+        }
+        .map_err(|e| self.corrupt(block, e))?;
         if hdr.nr_entries > 0 {
             let first = hdr.key(&buf, 0);
             let last = hdr.key(&buf, hdr.nr_entries - 1);
@@ -267,10 +272,15 @@ impl<'s> TreeCursor<'s> {
     }
 
     /// The children of the internal node [`TreeCursor::expand`] has just read (the cursor is at
-    /// its first child); empty otherwise. These are the nodes a walk may open next.
-    pub fn fresh_children(&self) -> Vec<u64> {
+    /// its first child), as `(lowest key, block)` in key order; empty otherwise. These are the
+    /// nodes a walk may open next.
+    pub fn fresh_children(&self) -> Vec<(u64, u64)> {
         match self.stack.last() {
-            Some(top) if top.idx == 0 && top.hdr.kind == NodeKind::Internal => self.children(top),
+            Some(top) if top.idx == 0 && top.hdr.kind == NodeKind::Internal => {
+                (0..top.hdr.nr_entries)
+                    .map(|i| (top.hdr.key(&top.buf, i), top.hdr.value_u64(&top.buf, i)))
+                    .collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -278,9 +288,16 @@ impl<'s> TreeCursor<'s> {
     /// All children of the internal node at the top of the path (empty if it is a leaf).
     pub fn top_children(&self) -> Vec<u64> {
         match self.stack.last() {
-            Some(top) if top.hdr.kind == NodeKind::Internal => self.children(top),
+            Some(top) if top.hdr.kind == NodeKind::Internal => (0..top.hdr.nr_entries)
+                .map(|i| top.hdr.value_u64(&top.buf, i))
+                .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Whether `other` reads from the same source as this cursor.
+    pub fn same_source(&self, other: &TreeCursor<'_>) -> bool {
+        std::ptr::addr_eq(self.src, other.src)
     }
 
     /// Pass a read-ahead hint for `blocks` to the source (see [`MetadataSource::prefetch`]).
@@ -290,19 +307,15 @@ impl<'s> TreeCursor<'s> {
         }
     }
 
-    fn children(&self, frame: &Frame) -> Vec<u64> {
-        (0..frame.hdr.nr_entries)
-            .map(|i| frame.hdr.value_u64(&frame.buf, i))
-            .collect()
-    }
-
     /// Expand until the front is an entry or the end.
     pub fn next_entry(&mut self) -> Result<Front> {
         loop {
             match self.front() {
                 Front::Subtree { .. } => {
                     self.expand()?;
-                    self.prefetch(&self.fresh_children());
+                    let children: Vec<u64> =
+                        self.fresh_children().into_iter().map(|(_, b)| b).collect();
+                    self.prefetch(&children);
                 }
                 other => return Ok(other),
             }

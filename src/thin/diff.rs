@@ -111,20 +111,29 @@ pub fn diff_trees(
                 if open_new {
                     new.expand()?;
                 }
-                if open_old {
-                    prefetch_unshared(&old, &new);
-                }
-                if open_new {
-                    prefetch_unshared(&new, &old);
+                match (open_old, open_new) {
+                    // One source (always, from `diff_devices`): hint both in walk order.
+                    (true, true) if old.same_source(&new) => prefetch(
+                        &old,
+                        merge_by_key(unshared(&old, &new), unshared(&new, &old)),
+                    ),
+                    _ => {
+                        if open_old {
+                            prefetch(&old, unshared(&old, &new));
+                        }
+                        if open_new {
+                            prefetch(&new, unshared(&new, &old));
+                        }
+                    }
                 }
             }
             (Front::Subtree { .. }, _) => {
                 old.expand()?;
-                prefetch_unshared(&old, &new);
+                prefetch(&old, unshared(&old, &new));
             }
             (_, Front::Subtree { .. }) => {
                 new.expand()?;
-                prefetch_unshared(&new, &old);
+                prefetch(&new, unshared(&new, &old));
             }
         }
     }
@@ -161,22 +170,46 @@ fn diff_same_keyed_leaves(
     Ok(true)
 }
 
-/// After `this` opened an internal node, read ahead those of its children that `other`'s
-/// current node does not share: they are the nodes the walk will open next (shared ones are
-/// skipped unread), and a source that reads them together (the page cache's read-ahead) does
-/// not pay one device round trip per node. Only a hint; the walk reads and checks as before.
-fn prefetch_unshared(this: &TreeCursor<'_>, other: &TreeCursor<'_>) {
+/// After `this` opened an internal node, those of its children (`(lowest key, block)`, in key
+/// order) that `other`'s current node does not share: they are the nodes the walk will open
+/// next (shared ones are skipped unread).
+fn unshared(this: &TreeCursor<'_>, other: &TreeCursor<'_>) -> Vec<(u64, u64)> {
     let fresh = this.fresh_children();
     if fresh.is_empty() {
-        return;
+        return fresh;
     }
     let mut theirs = other.top_children();
     theirs.sort_unstable();
-    let unshared: Vec<u64> = fresh
+    fresh
         .into_iter()
-        .filter(|b| theirs.binary_search(b).is_err())
-        .collect();
-    this.prefetch(&unshared);
+        .filter(|(_, b)| theirs.binary_search(b).is_err())
+        .collect()
+}
+
+/// Two key-ordered child lists as one, in key order (the order the lock-step walk opens them;
+/// `a` first on equal keys).
+fn merge_by_key(a: Vec<(u64, u64)>, b: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(child) => out.push(child),
+            None => return out,
+        }
+    }
+}
+
+/// Read ahead `children` through `cursor`'s source: a source that reads them together (the
+/// page cache's read-ahead, the read-ahead workers) does not pay one device round trip per
+/// node, in the order the walk will want them. Only a hint; the walk reads and checks as before.
+fn prefetch(cursor: &TreeCursor<'_>, children: Vec<(u64, u64)>) {
+    let blocks: Vec<u64> = children.into_iter().map(|(_, b)| b).collect();
+    cursor.prefetch(&blocks);
 }
 
 /// Turns per-block results into merged byte extents.

@@ -3,7 +3,8 @@
 //! Layers, bottom up, each in its own file:
 //!
 //! - [`source`]: where 4 KiB metadata blocks come from ([`MetadataSource`]: file, memory, and
-//!   the live `_tmeta` device in [`live`]).
+//!   the live `_tmeta` device in [`live`]); `ahead`: the worker pool that reads and checksums
+//!   hinted blocks ahead of the walk for `O_DIRECT` sources.
 //! - [`checksum`], [`superblock`], [`node`]: decoding and checking single blocks, pure over bytes.
 //! - [`cursor`]: the one bounded btree walker (checks every node, key ranges, depth, cycles).
 //! - [`details`], [`mapping`]: the device-details tree and the two-level mapping tree.
@@ -13,6 +14,7 @@
 //! Entry points: [`diff_metadata_file`] (offline, like `thin_delta`) and
 //! [`live::diff_pool_devices`] (a running pool, needs root and device-mapper).
 
+mod ahead;
 pub mod checksum;
 pub mod cursor;
 pub mod details;

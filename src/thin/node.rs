@@ -52,6 +52,17 @@ impl NodeHeader {
     /// nodes are not empty, and that keys strictly increase.
     pub fn decode(block: &Block, location: u64, leaf_value_size: usize) -> Result<Self, String> {
         checksum::verify(block, checksum::BTREE_CSUM_XOR)?;
+        Self::decode_verified(block, location, leaf_value_size)
+    }
+
+    /// [`NodeHeader::decode`] without the checksum, for a block whose btree checksum has
+    /// already been verified (a source's read-ahead did it, see
+    /// [`super::source::NodeChecksum::Verified`]); every other check is the same.
+    pub fn decode_verified(
+        block: &Block,
+        location: u64,
+        leaf_value_size: usize,
+    ) -> Result<Self, String> {
         let blocknr = le_u64(block, 8);
         if blocknr != location {
             return Err(format!("node says it lives at block {blocknr}"));

@@ -5,18 +5,28 @@
 //! in-memory image ([`MemorySource`], for tests and fuzzing) and the live `_tmeta` device read
 //! with `O_DIRECT` (in [`super::live`]) all implement it.
 
+use super::ahead::{AlignedBlock, ReadAhead};
 use crate::error::{Error, Result};
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// The size of one metadata block; thin-pool metadata always uses 4 KiB blocks (8 sectors).
 pub const METADATA_BLOCK_SIZE: usize = 4096;
 
 /// One metadata block's bytes.
 pub type Block = [u8; METADATA_BLOCK_SIZE];
+
+/// Whether a block handed out for decoding as a btree node has had its checksum verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeChecksum {
+    /// Not checked yet: the decode must verify it.
+    Unchecked,
+    /// The source verified its btree-node checksum (salt
+    /// [`super::checksum::BTREE_CSUM_XOR`]) while reading it ahead.
+    Verified,
+}
 
 /// A readable array of 4 KiB metadata blocks.
 pub trait MetadataSource {
@@ -26,6 +36,14 @@ pub trait MetadataSource {
     fn nr_blocks(&self) -> u64;
     /// Read block `n` into `buf`; a block past the end is a [`Error::Corrupt`] error.
     fn read_block(&self, n: u64, buf: &mut Block) -> Result<()>;
+    /// Read block `n`, which the caller decodes as a btree node: like
+    /// [`MetadataSource::read_block`], but a source that already verified the block's btree
+    /// checksum (on a read-ahead thread) says so, and the caller does not checksum it again.
+    /// The default reads the block and leaves the check to the caller.
+    fn read_node(&self, n: u64, buf: &mut Block) -> Result<NodeChecksum> {
+        self.read_block(n, buf)?;
+        Ok(NodeChecksum::Unchecked)
+    }
     /// Hint that `blocks` are about to be read, so a source that can read ahead issues those
     /// reads together instead of paying one device round trip per node. Only a hint: errors
     /// are ignored and the later [`MetadataSource::read_block`] checks everything. The default
@@ -45,10 +63,6 @@ pub(crate) fn past_end(name: &str, n: u64, nr_blocks: u64) -> Error {
     }
 }
 
-/// A 4 KiB buffer aligned for `O_DIRECT`.
-#[repr(C, align(4096))]
-struct AlignedBlock(Block);
-
 /// Thin-pool metadata in a regular file or a block device, read with `pread`, optionally
 /// with `O_DIRECT` (a live pool's `_tmeta` device, bypassing a page cache that may be stale).
 pub struct FileSource {
@@ -57,17 +71,15 @@ pub struct FileSource {
     nr_blocks: u64,
     /// The aligned bounce buffer `O_DIRECT` reads go through; `None` for buffered reads.
     direct: Option<Mutex<Box<AlignedBlock>>>,
-    /// `O_DIRECT` only: blocks read ahead by [`MetadataSource::prefetch`], taken out by the
-    /// next read of each. Bounded by [`PREFETCH_LIMIT`].
-    ahead: Mutex<HashMap<u64, Box<Block>>>,
+    /// `O_DIRECT` only: the read-ahead workers, started by the first
+    /// [`MetadataSource::prefetch`] (`None` if the file handle could not be duplicated for
+    /// them: then there is no read-ahead).
+    ahead: OnceLock<Option<ReadAhead>>,
 }
 
-/// Most blocks held read ahead (4 MiB): a little more than the children of two full nodes.
-const PREFETCH_LIMIT: usize = 1024;
-
-/// Threads that read ahead for an `O_DIRECT` source: enough reads in flight to hide a
-/// device's latency, few enough not to matter on a small machine.
-const PREFETCH_THREADS: usize = 8;
+/// Read-ahead workers of an `O_DIRECT` source: each holds one read in flight, so enough to
+/// hide a device's latency; idle ones cost nothing but their small stacks.
+const DIRECT_WORKERS: usize = 16;
 
 impl std::fmt::Debug for FileSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,7 +112,7 @@ impl FileSource {
             .custom_flags(nix::libc::O_DIRECT)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
-        let bounce = Mutex::new(Box::new(AlignedBlock([0; METADATA_BLOCK_SIZE])));
+        let bounce = Mutex::new(AlignedBlock::boxed());
         Self::from_file(path, file, Some(bounce))
     }
 
@@ -117,7 +129,7 @@ impl FileSource {
             name: path.display().to_string(),
             nr_blocks: len / METADATA_BLOCK_SIZE as u64,
             direct,
-            ahead: Mutex::new(HashMap::new()),
+            ahead: OnceLock::new(),
         })
     }
 }
@@ -132,47 +144,70 @@ impl MetadataSource for FileSource {
     }
 
     fn read_block(&self, n: u64, buf: &mut Block) -> Result<()> {
+        self.read_node(n, buf).map(|_| ())
+    }
+
+    fn read_node(&self, n: u64, buf: &mut Block) -> Result<NodeChecksum> {
         if n >= self.nr_blocks {
             return Err(past_end(&self.name, n, self.nr_blocks));
+        }
+        let pool = self.ahead.get().and_then(Option::as_ref);
+        if let Some(checked) = pool.and_then(|pool| pool.take(n, buf)) {
+            return Ok(checked);
         }
         let at = n * METADATA_BLOCK_SIZE as u64;
         let io = |e| Error::io(&self.name, e);
         match &self.direct {
-            None => self.file.read_exact_at(buf, at).map_err(io),
+            None => self.file.read_exact_at(buf, at).map_err(io)?,
             Some(bounce) => {
-                let ahead = self
-                    .ahead
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&n);
-                if let Some(block) = ahead {
-                    buf.copy_from_slice(&block[..]);
-                    return Ok(());
-                }
                 let mut aligned = bounce.lock().unwrap_or_else(|p| p.into_inner());
                 self.file.read_exact_at(&mut aligned.0, at).map_err(io)?;
                 buf.copy_from_slice(&aligned.0);
-                Ok(())
             }
         }
+        Ok(NodeChecksum::Unchecked)
     }
 
-    /// Buffered sources ask the page cache to read the blocks ahead (`POSIX_FADV_WILLNEED`,
-    /// one call per run of adjacent blocks); the kernel queues them all at once. `O_DIRECT`
-    /// reads bypass the page cache, so there a few threads read the blocks in parallel into
-    /// a bounded map the next reads take them from. That is safe for the live `_tmeta`
-    /// because the walk reads through a held metadata snapshot, whose blocks the kernel
-    /// does not reuse until it is released.
+    /// A buffered source asks the page cache to read the blocks (`POSIX_FADV_WILLNEED`, one
+    /// call per run of adjacent blocks), so the kernel has them all in flight at once. An
+    /// `O_DIRECT` source bypasses the page cache: it queues the blocks for its read-ahead
+    /// workers ([`super::ahead`]), each holding one read in flight, which also verify the
+    /// nodes' checksums off the walking thread. (Workers for buffered sources were measured
+    /// and dropped: in the guest they were no faster than the page cache's read-ahead, on the
+    /// host slower; docs/performance.md.) Reading ahead is safe for the live `_tmeta` because the walk
+    /// reads through a held metadata snapshot, whose blocks the kernel does not reuse until it
+    /// is released (after this source, and its workers, are gone).
     fn prefetch(&self, blocks: &[u64]) {
-        if self.direct.is_some() {
-            self.read_ahead_direct(blocks);
-            return;
-        }
-        let mut sorted: Vec<u64> = blocks
+        let wanted: Vec<u64> = blocks
             .iter()
             .copied()
             .filter(|&b| b < self.nr_blocks)
             .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        if self.direct.is_none() {
+            self.advise_willneed(&wanted);
+        } else if let Some(pool) = self.pool() {
+            pool.hint(&wanted);
+        }
+    }
+}
+
+impl FileSource {
+    /// The read-ahead workers of an `O_DIRECT` source, started on first use.
+    fn pool(&self) -> Option<&ReadAhead> {
+        self.ahead
+            .get_or_init(|| {
+                let file = self.file.try_clone().ok()?;
+                Some(ReadAhead::start(file, DIRECT_WORKERS))
+            })
+            .as_ref()
+    }
+
+    /// `POSIX_FADV_WILLNEED` for `blocks`, one call per run of adjacent block numbers.
+    fn advise_willneed(&self, blocks: &[u64]) {
+        let mut sorted = blocks.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
         let bs = METADATA_BLOCK_SIZE as u64;
@@ -186,46 +221,6 @@ impl MetadataSource for FileSource {
                 willneed,
             );
         }
-    }
-}
-
-impl FileSource {
-    /// Read `blocks` with `O_DIRECT` on [`PREFETCH_THREADS`] threads into the read-ahead map
-    /// (at most [`PREFETCH_LIMIT`] blocks held; read errors are left for the real read).
-    fn read_ahead_direct(&self, blocks: &[u64]) {
-        let wanted: Vec<u64> = {
-            let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
-            // A hinted block can go unread (the walk found it shared at another depth); when
-            // such leftovers would crowd out new hints, drop them rather than stop reading ahead.
-            if ahead.len() + blocks.len() > PREFETCH_LIMIT {
-                ahead.clear();
-            }
-            blocks
-                .iter()
-                .copied()
-                .filter(|b| *b < self.nr_blocks && !ahead.contains_key(b))
-                .take(PREFETCH_LIMIT)
-                .collect()
-        };
-        if wanted.len() < 2 {
-            return;
-        }
-        let per_thread = wanted.len().div_ceil(PREFETCH_THREADS);
-        std::thread::scope(|scope| {
-            for share in wanted.chunks(per_thread) {
-                scope.spawn(move || {
-                    let mut aligned = Box::new(AlignedBlock([0; METADATA_BLOCK_SIZE]));
-                    for &n in share {
-                        let at = n * METADATA_BLOCK_SIZE as u64;
-                        if self.file.read_exact_at(&mut aligned.0, at).is_ok() {
-                            let block = Box::new(aligned.0);
-                            let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
-                            ahead.insert(n, block);
-                        }
-                    }
-                });
-            }
-        });
     }
 }
 

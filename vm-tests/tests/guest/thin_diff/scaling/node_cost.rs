@@ -6,7 +6,7 @@
 //! For a pair of devices it records the nodes one diff reads, in order, then times on exactly
 //! those nodes: the two CRC-32C implementations, the node decode (checksum and checks), the
 //! whole diff on the nodes held in memory (no I/O), reading the nodes (buffered cold and warm,
-//! `O_DIRECT`), and the whole diff through each kind of source.
+//! `O_DIRECT`), and the whole diff through each kind of source (with its read-ahead workers).
 
 use super::best_of;
 use super::kernel_meta::loop_copy;
@@ -94,7 +94,7 @@ fn node_cost() {
     println!(
         "\n| pair | nodes | crc32c crate (SSE4.2) | crc32c table | decode | diff, nodes in memory | \
          read cold buffered | read warm buffered | read O_DIRECT | diff cold buffered | \
-         diff warm buffered | diff O_DIRECT (8 read-ahead threads) |"
+         diff warm buffered | diff O_DIRECT (16 read-ahead workers) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (new, what) in [(4, "1 → 4 (1% clustered)"), (7, "1 → 7 (1% scattered)")] {
