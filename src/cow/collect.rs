@@ -10,7 +10,8 @@
 
 use super::geometry::Geometry;
 use super::problem::StoreProblem;
-use crate::changeset::{Extent, ExtentKind};
+use super::runs::{runs_from_bits, runs_from_sorted};
+use crate::changeset::Extent;
 use crate::error::Result;
 use crate::units::Bytes;
 use crate::ChangeSet;
@@ -130,7 +131,7 @@ pub fn into_change_set(geom: &Geometry, old_chunks: OldChunks, name: &str) -> Re
             (Some(words), None) => {
                 // The bitmap holds everything now: free the list before the result grows.
                 drop(list);
-                Ok(runs_from_bits(&words, chunk))
+                runs_from_bits(&words, chunk)
             }
             (None, None) => runs_by_bitmap(list, max, chunk),
         }
@@ -139,26 +140,7 @@ pub fn into_change_set(geom: &Geometry, old_chunks: OldChunks, name: &str) -> Re
         runs_by_sort(list, any ^ all, chunk)
     }
     .map_err(|p| p.into_error(name))?;
-    Ok(ChangeSet::from_merged(Bytes(chunk), runs.0))
-}
-
-/// Sorted, maximal runs of consecutive chunks, built one run at a time straight into the final
-/// byte extents (allocated once, at their exact number).
-struct Runs(Vec<Extent>, u64);
-
-impl Runs {
-    fn with_capacity(n: usize, chunk: u64) -> Self {
-        Runs(Vec::with_capacity(n), chunk)
-    }
-
-    /// Add the run of `n` chunks from chunk `first`: above and not touching every run before
-    /// (the caller checked that the byte range fits in 64 bits).
-    #[inline]
-    fn push(&mut self, first: u64, n: u64) {
-        let chunk = self.1;
-        self.0
-            .push(Extent::new(first * chunk, n * chunk, ExtentKind::Changed));
-    }
+    Ok(ChangeSet::from_merged(Bytes(chunk), runs))
 }
 
 /// Set the bit of each chunk in `chunks` (each within `words`); the first already set is an error.
@@ -175,79 +157,20 @@ fn set_bits(words: &mut [u64], chunks: &[u64]) -> Result<(), u64> {
 }
 
 /// Sorted runs, by setting one bit per chunk in `0..=max` (every chunk is at most `max`).
-fn runs_by_bitmap(old_chunks: Vec<u64>, max: u64, chunk: u64) -> Result<Runs, StoreProblem> {
+fn runs_by_bitmap(old_chunks: Vec<u64>, max: u64, chunk: u64) -> Result<Vec<Extent>, StoreProblem> {
     let mut words = vec![0u64; (max / 64 + 1) as usize];
     set_bits(&mut words, &old_chunks).map_err(StoreProblem::DuplicateOldChunk)?;
     drop(old_chunks);
-    Ok(runs_from_bits(&words, chunk))
-}
-
-/// The runs of set bits in `words` (bit `i % 64` of word `i / 64` for chunk `i`).
-fn runs_from_bits(words: &[u64], chunk: u64) -> Runs {
-    // A run starts at a set bit whose lower neighbour (possibly in the word below) is clear.
-    let mut count = 0usize;
-    let mut carry = 0u64;
-    for &w in words {
-        count += (w & !((w << 1) | carry)).count_ones() as usize;
-        carry = w >> 63;
-    }
-    let mut runs = Runs::with_capacity(count, chunk);
-    // The start of a run that reaches the top bit of the word before.
-    let mut open: Option<u64> = None;
-    for (i, &w) in words.iter().enumerate() {
-        let base = i as u64 * 64;
-        let mut rest = w;
-        if let Some(start) = open {
-            let ones = rest.trailing_ones();
-            if ones == 64 {
-                continue;
-            }
-            runs.push(start, base + u64::from(ones) - start);
-            open = None;
-            rest &= u64::MAX << ones;
-        }
-        while rest != 0 {
-            let lo = rest.trailing_zeros();
-            let len = (rest >> lo).trailing_ones();
-            if lo + len == 64 {
-                open = Some(base + u64::from(lo));
-                break;
-            }
-            runs.push(base + u64::from(lo), u64::from(len));
-            rest &= u64::MAX << (lo + len);
-        }
-    }
-    if let Some(start) = open {
-        runs.push(start, words.len() as u64 * 64 - start);
-    }
-    runs
+    runs_from_bits(&words, chunk)
 }
 
 /// Sorted runs, by radix-sorting the chunks over the bits in `varying` (set where chunks differ).
-fn runs_by_sort(mut old_chunks: Vec<u64>, varying: u64, chunk: u64) -> Result<Runs, StoreProblem> {
-    super::radix::sort_u64(&mut old_chunks, varying);
-    let mut count = 1usize;
-    for w in old_chunks.windows(2) {
-        if w[0] == w[1] {
-            return Err(StoreProblem::DuplicateOldChunk(w[0]));
-        }
-        count += usize::from(w[1] != w[0] + 1);
-    }
-    let mut runs = Runs::with_capacity(count, chunk);
-    let Some((&first, rest)) = old_chunks.split_first() else {
-        return Ok(runs);
-    };
-    let (mut start, mut len) = (first, 1u64);
-    for &c in rest {
-        if c == start + len {
-            len += 1;
-        } else {
-            runs.push(start, len);
-            (start, len) = (c, 1);
-        }
-    }
-    runs.push(start, len);
-    Ok(runs)
+fn runs_by_sort(
+    old_chunks: Vec<u64>,
+    varying: u64,
+    chunk: u64,
+) -> Result<Vec<Extent>, StoreProblem> {
+    runs_from_sorted(&super::radix::sort_u64(old_chunks, varying), chunk)
 }
 
 #[cfg(test)]
@@ -255,8 +178,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn pairs(r: Runs) -> Vec<(u64, u64)> {
-        r.0.iter().map(|e| (e.offset.0, e.length.0)).collect()
+    fn pairs(r: Vec<Extent>) -> Vec<(u64, u64)> {
+        r.iter().map(|e| (e.offset.0, e.length.0)).collect()
     }
 
     fn reference(chunks: &[u64]) -> Option<Vec<(u64, u64)>> {

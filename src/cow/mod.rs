@@ -33,8 +33,10 @@ pub mod area;
 mod collect;
 pub mod geometry;
 pub mod header;
+mod parallel;
 pub mod problem;
 mod radix;
+mod runs;
 pub mod source;
 mod walk;
 
