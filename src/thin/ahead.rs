@@ -137,6 +137,12 @@ impl ReadAhead {
             st.order.push_back(b);
             queued += 1;
         }
+        // Blocks the walk took before a worker did stay in the queue until a worker passes
+        // them; should the workers fall far behind (or none could be started), drop them.
+        if st.queue.len() > 2 * HELD_LIMIT {
+            let State { queue, slots, .. } = &mut *st;
+            queue.retain(|b| matches!(slots.get(b), Some(Slot::Queued)));
+        }
         drop(st);
         match queued {
             0 => {}
