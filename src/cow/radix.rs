@@ -54,16 +54,28 @@ pub fn sort_u64(mut keys: Vec<u64>, varying: u64) -> [Vec<u64>; 2] {
     }
     starts.push(sum);
     let split = starts.partition_point(|&s| s < keys.len() / 2).min(buckets);
-    let gather =
-        |range: std::ops::Range<usize>| gather_part(&keys, digit, &starts, range, lo, shift);
-    let parts = both(true, || gather(0..split), || gather(split..buckets));
+    // Both buffers come from this thread's allocator: memory a spawned thread allocates comes
+    // from an arena of its own, freshly mapped (and page-faulted) on every parse.
+    let mut parts = [
+        vec![0u64; starts[split] + 1],
+        vec![0u64; keys.len() - starts[split] + 1],
+    ];
+    let [lower, upper] = &mut parts;
+    let gather = |range: std::ops::Range<usize>, out: &mut Vec<u64>| {
+        gather_part(&keys, digit, &starts, range, lo, shift, out)
+    };
+    both(
+        true,
+        || gather(0..split, lower),
+        || gather(split..buckets, upper),
+    );
     drop(keys);
-    [parts.0, parts.1]
+    parts
 }
 
-/// The keys of `keys` whose top digit is in `range`, sorted: gathered bucket by bucket
-/// (bucket `d` begins at `starts[d]` in the whole sorted order), then each bucket sorted by
-/// bits `lo..hi`.
+/// The keys of `keys` whose top digit is in `range`, sorted into `out` (zeroed, one longer than
+/// those keys): gathered bucket by bucket (bucket `d` begins at `starts[d]` in the whole sorted
+/// order), then each bucket sorted by bits `lo..hi`.
 fn gather_part(
     keys: &[u64],
     digit: impl Fn(u64) -> usize,
@@ -71,11 +83,11 @@ fn gather_part(
     range: std::ops::Range<usize>,
     lo: u32,
     hi: u32,
-) -> Vec<u64> {
+    out: &mut Vec<u64>,
+) {
     let base = starts[range.start];
     let len = starts[range.end] - base;
     // One slot past the part takes the keys of the other part: the scatter has no branch.
-    let mut out = vec![0u64; len + 1];
     let mut next: Vec<usize> = (0..starts.len() - 1)
         .map(|d| {
             if range.contains(&d) {
@@ -100,7 +112,6 @@ fn gather_part(
         let bucket = &mut out[starts[d] - base..starts[d + 1] - base];
         sort_bits(bucket, lo, hi, &mut scratch);
     }
-    out
 }
 
 /// Sort `keys` (which agree on every bit outside `lo..hi`) by LSD passes over bits `lo..hi`,
