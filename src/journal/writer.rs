@@ -131,7 +131,10 @@ impl JournalWriter {
             path: path.to_path_buf(),
         };
         let d = durable.clone();
-        let thread = std::thread::spawn(move || write_jobs(&file, &queue, &give_back, &d));
+        let thread = std::thread::spawn(move || {
+            let _stop = FailOnPanic(&d);
+            write_jobs(&file, &queue, &give_back, &d)
+        });
         JournalWriter {
             jobs: Some(jobs),
             free,
@@ -194,6 +197,19 @@ impl Drop for JournalWriter {
         drop(self.jobs.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Held by the writer thread: should it panic, every wait for a ticket fails instead of
+/// waiting forever for a sync that will never come (nothing is reported durable).
+struct FailOnPanic<'a>(&'a Durable);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail(std::io::Error::other("the journal writer thread panicked"));
         }
     }
 }
@@ -322,10 +338,41 @@ impl FlushBehind {
         if !std::mem::take(&mut self.outstanding) {
             return Ok(());
         }
-        self.done.recv().unwrap_or(Ok(()))
+        self.done.recv().unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the journal's background flush thread stopped",
+            ))
+        })
     }
 }
 
 fn clone_err(e: &std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A writer thread that panics must fail the waits for its tickets: without the guard
+    /// a pipeline writer waiting for a sync would wait forever.
+    #[test]
+    fn a_panicking_writer_thread_fails_every_wait() {
+        let durable = Durable {
+            inner: Arc::default(),
+            path: PathBuf::from("journal"),
+        };
+        let held = durable.clone();
+        let writer = std::thread::spawn(move || {
+            let _stop = FailOnPanic(&held);
+            panic!("a bug in the writer thread");
+        });
+        assert!(writer.join().is_err());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(durable.wait(1).map_err(|e| e.to_string())));
+        let got = rx.recv_timeout(Duration::from_secs(20)).expect("wait hung");
+        let err = got.unwrap_err();
+        assert!(err.contains("writer thread panicked"), "{err}");
+    }
 }

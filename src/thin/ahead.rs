@@ -13,8 +13,11 @@
 //! block still queued, or one whose read failed, is left to the caller to read itself (a failed
 //! read then gives the caller its own error).
 //!
-//! Every node is checksummed once before it is used: by a worker (and then trusted), or by the
-//! walk's decode. At most [`HELD_LIMIT`] blocks are queued or held (8 MiB); when hints that went
+//! Every node is checksummed before it is used: by a worker (and then trusted), or by the
+//! walk's decode (once in the common case; twice for a block a worker found bad, or whose hint
+//! was dropped while a worker read it). At most [`HELD_LIMIT`] blocks are queued or held (8 MiB,
+//! plus up to one buffer per worker in flight and the free list they are recycled through); the
+//! lists of hinted block numbers are trimmed at twice that; when hints that went
 //! unused (the walk found the subtree shared at another depth) would exceed that, the oldest
 //! hints are dropped. Dropping the pool stops and joins the workers, so no read outlives the
 //! source (the live path releases its metadata snapshot only after that).
@@ -143,6 +146,12 @@ impl ReadAhead {
             let State { queue, slots, .. } = &mut *st;
             queue.retain(|b| matches!(slots.get(b), Some(Slot::Queued)));
         }
+        // The same for the order list: `make_room` trims it only from the front, so one hint
+        // that is never taken would otherwise keep every later (taken) hint in it.
+        if st.order.len() > 2 * HELD_LIMIT {
+            let State { order, slots, .. } = &mut *st;
+            order.retain(|b| slots.contains_key(b));
+        }
         drop(st);
         match queued {
             0 => {}
@@ -260,5 +269,29 @@ fn work(shared: &Shared) {
         if wake {
             shared.done.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One hint that is never taken must not keep every later hint's number in the order
+    /// list: with no workers every hint stays queued, and the walk takes (drops) each but the
+    /// first. Without the trim in `hint`, `order` grows by one per hint (20,000 here).
+    #[test]
+    fn an_unused_hint_does_not_let_the_order_list_grow() {
+        let file = tempfile::tempfile().unwrap();
+        let ahead = ReadAhead::start(file, 0);
+        let mut buf = [0u8; METADATA_BLOCK_SIZE];
+        ahead.hint(&[0]);
+        for n in 1..20_000u64 {
+            ahead.hint(&[n]);
+            assert!(ahead.take(n, &mut buf).is_none());
+        }
+        let st = ahead.shared.lock();
+        assert!(st.order.len() <= 2 * HELD_LIMIT + 1, "{}", st.order.len());
+        assert!(st.queue.len() <= 2 * HELD_LIMIT + 1, "{}", st.queue.len());
+        assert!(st.slots.contains_key(&0));
     }
 }
