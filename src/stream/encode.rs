@@ -490,6 +490,18 @@ mod tests {
         }
     }
 
+    /// The stream `send_changes` writes for `changes` of the image at `src` (its size is the
+    /// device size), in memory.
+    fn encode_to_vec(
+        src: &Path,
+        changes: &ChangeSet,
+        opts: EncodeOptions,
+    ) -> (Vec<u8>, SendSummary) {
+        let size = std::fs::metadata(src).unwrap().len() as usize;
+        let header = header_for(size, changes);
+        send_changes(src, changes, &header, Vec::new(), "t", opts, &mut |_, _| {}).unwrap()
+    }
+
     /// Leaf hashes kept from the fingerprint become the hashes of whole-leaf records: the
     /// stream is byte for byte the one hashing every record gives; and they really are used
     /// (the leaf hashes of other bytes give records the reader refuses).
@@ -506,22 +518,12 @@ mod tests {
         // An unaligned start: chunks are cut at leaf boundaries after it.
         let extent = Extent::new(65536, size as u64 - 65536, ExtentKind::Changed);
         let changes = ChangeSet::from_extents(Bytes(4096), [extent]).unwrap();
-        let header = header_for(size, &changes);
         let send = |leaves: LeafHashes| {
             let opts = EncodeOptions {
                 leaves,
                 ..EncodeOptions::default()
             };
-            let sent = send_changes(
-                &src,
-                &changes,
-                &header,
-                Vec::new(),
-                "t",
-                opts,
-                &mut |_, _| {},
-            );
-            sent.unwrap().0
+            encode_to_vec(&src, &changes, opts).0
         };
         let kept = |p: &Path| fingerprint_keeping_leaves(p, Bytes(size as u64)).unwrap().1;
         let hashed = send(LeafHashes::default());
@@ -572,22 +574,12 @@ mod tests {
         let src = dir.path().join("src.img");
         std::fs::write(&src, &img).unwrap();
         let changes = ChangeSet::from_extents(Bytes(4096), extents).unwrap();
-        let header = header_for(img.len(), &changes);
         let opts = EncodeOptions {
             workers: 3,
             in_flight: 2,
             ..EncodeOptions::default()
         };
-        let (out, summary) = send_changes(
-            &src,
-            &changes,
-            &header,
-            Vec::new(),
-            "t",
-            opts,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let (out, summary) = encode_to_vec(&src, &changes, opts);
         assert_eq!(summary.discard_bytes, 6 * 4096);
         let mut reader = StreamReader::open(&out[..], "t").unwrap();
         let mut got = Vec::new();
