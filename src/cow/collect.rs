@@ -178,24 +178,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn pairs(r: Vec<Extent>) -> Vec<(u64, u64)> {
-        r.iter().map(|e| (e.offset.0, e.length.0)).collect()
-    }
+    use crate::cow::runs::tests::{pairs, reference as reference_or_duplicate};
 
+    /// The reference runs, `None` on a duplicate chunk.
     fn reference(chunks: &[u64]) -> Option<Vec<(u64, u64)>> {
-        let mut v = chunks.to_vec();
-        v.sort_unstable();
-        if v.windows(2).any(|w| w[0] == w[1]) {
-            return None;
-        }
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        for c in v {
-            match runs.last_mut() {
-                Some((f, n)) if *f + *n == c => *n += 1,
-                _ => runs.push((c, 1)),
-            }
-        }
-        Some(runs)
+        reference_or_duplicate(chunks).ok()
     }
 
     proptest! {

@@ -226,15 +226,18 @@ fn fill_sorted(keys: &[u64], below: Option<u64>, above: &[u64], sink: &mut Sink)
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn pairs(list: Vec<Extent>) -> Vec<(u64, u64)> {
+    /// `(first chunk, chunk count)` of each extent of a run list (one chunk = one unit).
+    pub(in crate::cow) fn pairs(list: Vec<Extent>) -> Vec<(u64, u64)> {
         list.iter().map(|e| (e.offset.0, e.length.0)).collect()
     }
 
-    fn reference(chunks: &[u64]) -> Result<Vec<(u64, u64)>, u64> {
+    /// The runs of `chunks`, computed the plain way (sort, merge); `Err` with the smallest
+    /// duplicate if a chunk repeats.
+    pub(in crate::cow) fn reference(chunks: &[u64]) -> Result<Vec<(u64, u64)>, u64> {
         let mut v = chunks.to_vec();
         v.sort_unstable();
         if let Some(w) = v.windows(2).find(|w| w[0] == w[1]) {
