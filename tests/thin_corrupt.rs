@@ -153,6 +153,12 @@ proptest! {
             Err(Error::Corrupt { source_name, .. }) => prop_assert_eq!(source_name, "damaged.meta"),
             // Damage to a device id key makes a requested device disappear.
             Err(Error::InvalidArgument(m)) => prop_assert!(m.contains("no thin device"), "{}", m),
+            // Damage to the superblock's flags word can set NEEDS_CHECK, which is refused
+            // with the repair to run rather than read.
+            Err(Error::Unusable { source_name, reason }) => {
+                prop_assert_eq!(source_name, "damaged.meta");
+                prop_assert!(reason.contains("NEEDS_CHECK"), "{}", reason);
+            }
             Err(e) => prop_assert!(false, "unexpected error kind: {e}"),
         }
     }
