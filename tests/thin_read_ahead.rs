@@ -7,10 +7,10 @@
 mod thin_support;
 
 use lvmsync::thin::diff::diff_devices;
-use lvmsync::thin::source::{Block, NodeChecksum, METADATA_BLOCK_SIZE};
+use lvmsync::thin::source::{NodeChecksum, METADATA_BLOCK_SIZE};
 use lvmsync::thin::{FileSource, MemorySource, MetadataSource, Superblock};
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use thin_support::recording::Recording;
 use thin_support::{meta_bytes_for, restore, Device};
 
 const B: usize = METADATA_BLOCK_SIZE;
@@ -31,35 +31,13 @@ fn image() -> (tempfile::TempDir, PathBuf) {
     (dir, meta)
 }
 
-/// A source over `inner` that records the blocks read, in order.
-struct Recording<'a> {
-    inner: &'a dyn MetadataSource,
-    read: RefCell<Vec<u64>>,
-}
-
-impl MetadataSource for Recording<'_> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn nr_blocks(&self) -> u64 {
-        self.inner.nr_blocks()
-    }
-    fn read_block(&self, n: u64, buf: &mut Block) -> lvmsync::Result<()> {
-        self.read.borrow_mut().push(n);
-        self.inner.read_block(n, buf)
-    }
-}
-
 /// The blocks the diff of 1 → 2 reads, in order (superblock and top-level nodes included).
 fn nodes_read(meta: &Path) -> Vec<u64> {
     let file = FileSource::open(meta).unwrap();
-    let rec = Recording {
-        inner: &file,
-        read: RefCell::new(Vec::new()),
-    };
+    let rec = Recording::new(&file);
     let sb = Superblock::read(&rec, 0).unwrap();
     diff_devices(&rec, &sb, Some(1), 2).unwrap();
-    rec.read.into_inner()
+    rec.into_reads().into_iter().map(|(n, _)| n).collect()
 }
 
 /// The error message of the diff 1 → 2 through `src`.

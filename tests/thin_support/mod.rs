@@ -4,6 +4,8 @@
 //! `lvmsync diff --thin-metadata`. Shared by tests/thin_*.rs and benches/thin_vs_thin_delta.rs.
 #![allow(dead_code)]
 
+pub mod recording;
+
 use lvmsync::units::Bytes;
 use lvmsync::{ChangeSet, Extent, ExtentKind};
 use std::fmt::Write as _;

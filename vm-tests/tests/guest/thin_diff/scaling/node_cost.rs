@@ -10,37 +10,19 @@
 
 use super::best_of;
 use super::kernel_meta::loop_copy;
+#[path = "../../../../../tests/thin_support/recording.rs"]
+mod recording;
 use lvmsync::thin::checksum::{crc32c_crate, crc32c_table};
 use lvmsync::thin::diff::diff_devices;
 use lvmsync::thin::node::NodeHeader;
 use lvmsync::thin::source::{Block, METADATA_BLOCK_SIZE};
 use lvmsync::thin::{FileSource, MetadataSource, Superblock};
-use std::cell::RefCell;
+use recording::Recording;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
-
-/// A source that passes reads through to `inner` and keeps each block read, in order.
-struct Recording<'a> {
-    inner: &'a FileSource,
-    read: RefCell<Vec<(u64, Box<Block>)>>,
-}
-
-impl MetadataSource for Recording<'_> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn nr_blocks(&self) -> u64 {
-        self.inner.nr_blocks()
-    }
-    fn read_block(&self, n: u64, buf: &mut Block) -> lvmsync::Result<()> {
-        self.inner.read_block(n, buf)?;
-        self.read.borrow_mut().push((n, Box::new(*buf)));
-        Ok(())
-    }
-}
 
 /// The recorded nodes (plus the superblock), held in memory.
 struct Held {
@@ -99,14 +81,11 @@ fn node_cost() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (new, what) in [(4, "1 → 4 (1% clustered)"), (7, "1 → 7 (1% scattered)")] {
         let file = FileSource::open(path).unwrap();
-        let rec = Recording {
-            inner: &file,
-            read: RefCell::new(Vec::new()),
-        };
+        let rec = Recording::new(&file);
         let sb = Superblock::read(&rec, 0).unwrap();
-        rec.read.borrow_mut().clear();
+        rec.clear();
         let (want, stats) = diff_devices(&rec, &sb, Some(1), new).unwrap();
-        let read = rec.read.into_inner();
+        let read = rec.into_reads();
         let order: Vec<u64> = read.iter().map(|(n, _)| *n).collect();
         let nodes = order.len() as f64;
         let mut held = Held {
