@@ -159,6 +159,7 @@ pub fn send_changes<W: Write>(
         let reader_res = res_tx.clone();
         s.spawn(move || {
             let mut holes = crate::blockhash::holes::Holes::new(&file);
+            let mut ahead = super::prefetch::Prefetch::new(changes.extents());
             let mut seq = 0u64;
             // Send one job (its token is already taken); false when the pipeline stopped.
             let mut send = |job: Job| {
@@ -211,6 +212,7 @@ pub fn send_changes<W: Write>(
                         }
                         job.buf = pool_rx.try_recv().unwrap_or_default();
                     }
+                    ahead.before_read(pos, |o, l| super::prefetch::willneed(&file, o, l));
                     let at = job.used;
                     if job.buf.len() < at + n {
                         job.buf.resize(at + n, 0);

@@ -17,7 +17,8 @@
 //! - [`frame`]: framing and the bounds-checked cursor shared with the undo journal.
 //! - [`header`], [`record`]: payload codecs, pure over bytes.
 //! - [`writer`], [`reader`]: stream serialisation and verification.
-//! - [`encode`]: the sender's multi-threaded read/zero-detect/hash/compress pipeline.
+//! - [`encode`]: the sender's multi-threaded read/zero-detect/hash/compress pipeline
+//!   (`prefetch`: its read-ahead hints for scattered extents).
 //! - [`fingerprint`]: blake3 content identities of base and target states.
 //! - [`progress`]: progress bars and JSON progress lines.
 
@@ -25,6 +26,7 @@ pub mod encode;
 pub mod fingerprint;
 pub mod frame;
 pub mod header;
+mod prefetch;
 pub mod progress;
 pub mod reader;
 pub mod record;
