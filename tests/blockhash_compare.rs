@@ -24,11 +24,12 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Flip bits at `at` (each byte really changes) and return the edited image.
+/// Flip bits at each distinct position of `at` once (so each of those bytes really changes:
+/// a position drawn twice is not flipped back) and return the edited image.
 fn edit(old: &[u8], new_len: usize, at: &[usize]) -> Vec<u8> {
     let mut new = old.to_vec();
     new.resize(new_len, 0x5a);
-    for &i in at {
+    for &i in at.iter().collect::<BTreeSet<_>>() {
         if i < new.len() {
             new[i] ^= 0x81;
         }
