@@ -5,9 +5,10 @@
 #![allow(dead_code)]
 
 use lvmsync::transport::{ConnectOptions, SshOptions};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -52,11 +53,26 @@ pub fn start_sshd() -> Option<Sshd> {
         eprintln!("SKIP: cannot create /run/sshd for sshd: {e}");
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The free port is found by binding port 0 and closing it again, so another process can
+    // take it before sshd binds it: then sshd exits (it can't bind), or something else answers
+    // there. Either way, try another port; only an sshd's banner on the port counts as ready.
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if let Some(child) = spawn_sshd(d, port) {
+            return Some(Sshd { child, dir, port });
+        }
+    }
+    panic!("sshd did not come up on any of 5 ports (each attempt's log is printed above)");
+}
+
+/// Start sshd on `port` with a config in `d` and wait until it answers with its banner (no
+/// fixed sleep: polled, with a deadline only a broken sshd reaches). `None` if sshd exited
+/// or something else holds the port.
+fn spawn_sshd(d: &Path, port: u16) -> Option<Child> {
     let config = format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
          AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
@@ -65,21 +81,38 @@ pub fn start_sshd() -> Option<Sshd> {
         d = d.display()
     );
     std::fs::write(d.join("sshd_config"), config).unwrap();
-    let child = Command::new(SSHD)
+    let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+    let mut child = Command::new(SSHD)
         .args(["-D", "-e", "-f"])
         .arg(d.join("sshd_config"))
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+            eprintln!("sshd on port {port} exited ({status}): {log}");
+            return None;
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut banner = [0u8; 4];
+            if s.read_exact(&mut banner).is_ok() && banner == *b"SSH-" {
+                return Some(child);
+            }
+            eprintln!("port {port} answers, but not with an sshd banner: trying another");
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
         assert!(
             Instant::now() < deadline,
-            "sshd did not come up on port {port}"
+            "sshd did not come up on port {port}: {}",
+            std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(Sshd { child, dir, port })
 }
 
 impl Sshd {
