@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench --bench cow_parse` (or build with `--no-run` and run the binary). With
 //! `COW_BENCH_WARM_ONLY=1` in the environment only the two warm-page-cache rows run (seconds
-//! instead of minutes, for comparing builds).
+//! instead of minutes, for comparing builds). With `COW_BENCH_PROFILE=<n>` each store is
+//! only parsed `n` times with the page cache warm, nothing else (for `perf record`).
 
 #[path = "../tests/cow_support/mod.rs"]
 mod cow_support;
@@ -41,7 +42,10 @@ fn main() {
     cow_bench(dir.path(), 16);
     // Sparse: chunks 4096 apart (a 16 TiB origin): too sparse for a bitmap, radix-sorted.
     cow_bench(dir.path(), 4096);
-    if std::env::var_os("COW_BENCH_WARM_ONLY").is_some() {
+    if ["COW_BENCH_WARM_ONLY", "COW_BENCH_PROFILE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
         return;
     }
     blockhash_bench(dir.path());
@@ -175,6 +179,11 @@ fn cow_bench(dir: &Path, spread: u64) {
         EXCEPTIONS,
         "no two chunks are adjacent"
     );
+    if let Ok(n) = std::env::var("COW_BENCH_PROFILE") {
+        let n: u32 = n.parse().expect("COW_BENCH_PROFILE=<number of parses>");
+        (0..n).for_each(|_| assert_eq!(parse(&path) as u64, EXCEPTIONS));
+        return;
+    }
 
     let plain = || {
         read_areas(&path, &spec, areas, false);

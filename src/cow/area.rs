@@ -35,29 +35,36 @@ pub fn scan_records(
     out: &mut OldChunks,
 ) -> Result<Scan, StoreProblem> {
     debug_assert_eq!(bytes.len() as u64 % EXCEPTION_LEN, 0);
+    let new_chunk = |rec: &[u8]| le_u64(&rec[8..16]);
+    // Three short loops over bytes in the L1 cache, each simple enough to run at a few
+    // cycles a record: where the list ends, whether any record before that is bad (which one
+    // is found only then), and the old chunks.
+    let records = bytes.chunks_exact(EXCEPTION_LEN as usize);
+    let end = records.clone().position(|rec| new_chunk(rec) == 0);
+    let listed = &bytes[..end.unwrap_or(records.len()) * EXCEPTION_LEN as usize];
     let store_chunks = geom.store_chunks();
-    // The checks only note a bad record; which one it was is found after the loop, so the
-    // loop itself has no branch but the end of the list.
-    let mut bad = false;
-    let mut ended = false;
-    let mut decoded = 0;
-    for rec in bytes.chunks_exact(EXCEPTION_LEN as usize) {
-        let new_chunk = le_u64(&rec[8..16]);
-        if new_chunk == 0 {
-            ended = true;
-            break;
-        }
-        bad |= new_chunk >= store_chunks || geom.is_metadata(new_chunk);
-        out.push(le_u64(&rec[..8]));
-        decoded += 1;
-    }
+    let bad = listed
+        .chunks_exact(EXCEPTION_LEN as usize)
+        .map(new_chunk)
+        .fold(false, |bad, c| {
+            bad | (c >= store_chunks) | geom.is_metadata(c)
+        });
     if bad {
-        let records = bytes.chunks_exact(EXCEPTION_LEN as usize).take(decoded);
+        let records = listed.chunks_exact(EXCEPTION_LEN as usize);
         for (i, rec) in records.enumerate() {
-            geom.check_new_chunk(area, first_entry + i as u64, le_u64(&rec[8..16]))?;
+            geom.check_new_chunk(area, first_entry + i as u64, new_chunk(rec))?;
         }
     }
-    Ok(if ended { Scan::Ended } else { Scan::Continues })
+    out.extend(
+        listed
+            .chunks_exact(EXCEPTION_LEN as usize)
+            .map(|rec| le_u64(&rec[..8])),
+    );
+    Ok(if end.is_some() {
+        Scan::Ended
+    } else {
+        Scan::Continues
+    })
 }
 
 #[cfg(test)]
@@ -94,5 +101,21 @@ mod tests {
             scan_records(&g, 0, 5, &records(&[(1, 34)]), &mut out),
             Err(StoreProblem::NewChunkIsMetadata { entry: 5, .. })
         ));
+        // The bad record is named by its place; records after the end are never checked.
+        assert!(matches!(
+            scan_records(&g, 0, 8, &records(&[(1, 2), (2, 3), (4, 100)]), &mut out),
+            Err(StoreProblem::NewChunkOutside {
+                entry: 10,
+                new_chunk: 100,
+                ..
+            })
+        ));
+        let mut out = OldChunks::default();
+        let after_end = records(&[(1, 2), (2, 0), (4, 100), (6, 34)]);
+        assert_eq!(
+            scan_records(&g, 0, 0, &after_end, &mut out),
+            Ok(Scan::Ended)
+        );
+        assert_eq!(out.as_slice(), &[1]);
     }
 }
