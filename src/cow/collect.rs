@@ -9,7 +9,6 @@
 //! Either way memory stays within about twice the list.
 
 use super::geometry::Geometry;
-use super::parallel::both;
 use super::problem::StoreProblem;
 use super::runs::{runs_from_bits, runs_from_sorted};
 use crate::changeset::Extent;
@@ -41,9 +40,6 @@ pub struct OldChunks {
 /// that a random-order dense store kept its bitmap from the first area on: setting its bits
 /// during the reads took four times the CPU of setting them after the last read).
 const BITMAP_SLACK_WORDS: usize = 1 << 14;
-
-/// Lists at least this long are set into a bitmap on two threads.
-const PARALLEL_MIN: usize = 1 << 14;
 
 impl Default for OldChunks {
     fn default() -> Self {
@@ -95,7 +91,7 @@ impl OldChunks {
         if need > words.len() {
             words.resize(need.max(words.len() * 2).min(limit), 0);
         }
-        if let Err(c) = set_bits_in(words, 0, &self.list[start..]) {
+        if let Err(c) = set_bits(words, &self.list[start..]) {
             self.twice.get_or_insert(c);
         }
     }
@@ -156,46 +152,25 @@ pub fn into_change_set(geom: &Geometry, old_chunks: OldChunks, name: &str) -> Re
     Ok(ChangeSet::from_merged(Bytes(chunk), runs))
 }
 
-/// Sorted runs, by setting one bit per chunk in `0..=max` (every chunk is at most `max`).
-///
-/// The bits land in random order all over the bitmap (a few MiB for a million chunks), so
-/// each bit costs a cache miss: two threads set them, each reading the whole list and setting
-/// the bits that fall in its half of the bitmap.
-fn runs_by_bitmap(old_chunks: Vec<u64>, max: u64, chunk: u64) -> Result<Vec<Extent>, StoreProblem> {
-    let mut words = vec![0u64; (max / 64 + 1) as usize];
-    let parallel = old_chunks.len() >= PARALLEL_MIN && words.len() >= 2;
-    let mid = if parallel { words.len() / 2 } else { 0 };
-    let (lower, upper) = words.split_at_mut(mid);
-    let (a, b) = both(
-        parallel,
-        || set_bits_in(lower, 0, &old_chunks),
-        || set_bits_in(upper, mid as u64 * 64, &old_chunks),
-    );
-    a.and(b).map_err(StoreProblem::DuplicateOldChunk)?;
-    drop(old_chunks);
-    runs_from_bits(&words, chunk)
-}
-
-/// Set the bits of the chunks in `chunks` that fall in `words` (the bitmap words of chunks
-/// `base..`), skipping the others; the first of those chunks already set is an error.
-fn set_bits_in(words: &mut [u64], base: u64, chunks: &[u64]) -> Result<(), u64> {
-    let Some(last) = words.len().checked_sub(1) else {
-        return Ok(());
-    };
+/// Set the bit of each chunk in `chunks` (each within `words`); the first already set is an error.
+fn set_bits(words: &mut [u64], chunks: &[u64]) -> Result<(), u64> {
     let mut twice = None;
     for &c in chunks {
-        // No branch on whether `c` falls here (it is a coin toss): a chunk outside changes
-        // nothing, with an empty mask on the last word.
-        let w = (c.wrapping_sub(base) / 64) as usize;
-        let inside = w <= last;
-        let bit = u64::from(inside) << (c % 64);
-        let at = w.min(last);
-        if words[at] & bit != 0 {
+        let (w, bit) = ((c / 64) as usize, 1u64 << (c % 64));
+        if words[w] & bit != 0 {
             twice.get_or_insert(c);
         }
-        words[at] |= bit;
+        words[w] |= bit;
     }
     twice.map_or(Ok(()), Err)
+}
+
+/// Sorted runs, by setting one bit per chunk in `0..=max` (every chunk is at most `max`).
+fn runs_by_bitmap(old_chunks: Vec<u64>, max: u64, chunk: u64) -> Result<Vec<Extent>, StoreProblem> {
+    let mut words = vec![0u64; (max / 64 + 1) as usize];
+    set_bits(&mut words, &old_chunks).map_err(StoreProblem::DuplicateOldChunk)?;
+    drop(old_chunks);
+    runs_from_bits(&words, chunk)
 }
 
 /// Sorted runs, by radix-sorting the chunks over the bits in `varying` (set where chunks differ).
@@ -217,32 +192,6 @@ mod tests {
     /// The reference runs, `None` on a duplicate chunk.
     fn reference(chunks: &[u64]) -> Option<Vec<(u64, u64)>> {
         reference_or_duplicate(chunks).ok()
-    }
-
-    /// Lists long enough for two threads: the reference runs, and a chunk listed twice is
-    /// found in either half of the bitmap, whether listed first or last.
-    #[test]
-    fn bitmap_on_two_threads() {
-        let n = PARALLEL_MIN * 2;
-        // Chunks 0, 3, 6, ... in a scrambled order (7919 is prime, n a power of two).
-        let chunks: Vec<u64> = (0..n as u64).map(|i| (i * 7919 % n as u64) * 3).collect();
-        let max = (n as u64 - 1) * 3;
-        let want = reference(&chunks);
-        assert!(want.is_some());
-        assert_eq!(runs_by_bitmap(chunks.clone(), max, 1).ok().map(pairs), want);
-        let index_of = |c| chunks.iter().position(|&x| x == c).unwrap();
-        for kept in [0, 3, max / 2 - max / 2 % 3, max / 2 + 3 - max / 2 % 3, max] {
-            let from = index_of(kept);
-            for at in [0, n / 2, n - 1].into_iter().filter(|&at| at != from) {
-                let mut bad = chunks.clone();
-                bad[at] = kept;
-                let got = runs_by_bitmap(bad, max, 1);
-                assert!(
-                    matches!(got, Err(StoreProblem::DuplicateOldChunk(c)) if c == kept),
-                    "chunk {kept} at {from} and {at}: {got:?}"
-                );
-            }
-        }
     }
 
     proptest! {
