@@ -4,7 +4,14 @@
 //!
 //! `LVMSYNC_TEST_SLOW_MS` (test-only) makes the binary apply one extent per batch and sleep
 //! after each, and sleep after each range restored by recovery, so kill points spread over
-//! the whole apply instead of landing before or after it.
+//! the whole apply instead of landing before or after it. It also makes the journal behave
+//! like a disk losing power: its writes stay in memory until their sync (so a kill loses
+//! what was not synced), and the file apply's journaling thread, which runs on while the
+//! destination is written, syncs every 64 KiB slowly, so the applying pass keeps waiting
+//! for it. A destination write made before its old bytes' journal sync then leaves bytes
+//! recovery cannot restore: with the writer not waiting for the journaling thread, or
+//! waiting for the sync before the one covering its batch, this test fails within a few
+//! dozen kills.
 //!
 //! Every other kill lands in an apply that reuses the spare journal two earlier applies
 //! left (full of their frames, which must never be replayed); the others start a new one.

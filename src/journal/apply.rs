@@ -13,7 +13,7 @@ use super::dest::Destination;
 use super::format::JournalHead;
 use super::pipeline::JournalPlan;
 use super::preflight::{check_base, check_journal_space, dest_err, journal_need};
-use super::prepass::{verify_and_journal, Covered};
+use super::prepass::{journal_ahead, verify, Ahead, Covered};
 use super::recover::{recover, Recovery};
 use super::state::{now_unix, DestPaths, DestState};
 use super::undo::{retire, UndoJournal};
@@ -197,20 +197,78 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         )?)
     };
     let resumable = opts.resumable || resume;
-    let opened = (|| -> Result<(Covered, Destination)> {
-        let mut ahead = Covered::default();
+    let ahead = Ahead::default();
+    // Set once the destination is opened for writing: a failure before it wrote nothing.
+    let mut started = false;
+    let run = std::thread::scope(|s| -> Result<Destination> {
+        let mut j = journal.as_mut();
+        let mut covered = Covered::default();
+        let mut behind = None;
         if let Some(pre) = prepass {
+            let old = exists.then(|| Destination::open(dest, false)).transpose()?;
             // Journaling ahead puts every entry before the first progress frame, which a
             // resumable apply can't have: there the pipeline journals as it goes.
-            let old = exists.then(|| Destination::open(dest, false)).transpose()?;
-            let j = journal.as_mut().filter(|_| !resumable);
-            ahead = verify_and_journal(pre, name, &h, old.as_ref(), j)?;
+            let journaling = match (old, j.take()) {
+                (Some(old), Some(jj)) if !resumable => {
+                    let (ahead, durable) = (&ahead, jj.durable());
+                    let t = s.spawn(move || (journal_ahead(ahead, &old, &mut *jj), jj));
+                    Some((t, durable))
+                }
+                (_, jj) => {
+                    j = jj;
+                    None
+                }
+            };
+            verify(pre, name, &h, &ahead)?;
+            if let Some((t, durable)) = journaling {
+                let (cov, all) = ahead.covered();
+                covered = cov;
+                if all {
+                    // The journaling thread goes on while the stream is applied.
+                    behind = Some((t, durable));
+                } else {
+                    // Past the range limit: the pipeline journals the rest itself.
+                    let (r, jj) = t.join().expect("the journaling thread does not panic");
+                    r?;
+                    jj.sync()?;
+                    j = Some(jj);
+                }
+            }
         }
-        Ok((ahead, Destination::open(dest, true)?))
-    })();
-    let (ahead, d) = match opened {
-        Ok(v) => v,
-        Err(e) => {
+        let d = Destination::open(dest, true)?;
+        started = true;
+        // Grow only now that the journal head (with the old size) is durable.
+        if size_before < h.device_size.0 {
+            d.set_len(h.device_size.0)?;
+        }
+        let run = super::pipeline::run_records(
+            &mut reader,
+            first,
+            &d,
+            name,
+            JournalPlan {
+                journal: j,
+                behind: behind
+                    .as_ref()
+                    .map(|(_, durable)| (&ahead, durable.clone())),
+                ahead: covered,
+                resumable,
+            },
+            &mut report,
+            progress,
+        );
+        if run.is_err() {
+            ahead.stop();
+        }
+        if let Some((t, _)) = behind {
+            // Its error, if any, is why the writer stopped waiting.
+            t.join().expect("the journaling thread does not panic").0?;
+        }
+        run.map(|()| d)
+    });
+    let d = match run {
+        Ok(d) => d,
+        Err(e) if !started => {
             // Nothing was written to the destination: a new journal only has to go (a
             // resumed one keeps its durable part for the next try).
             if journal.take().is_some() && !resume {
@@ -218,39 +276,18 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             }
             return Err(e);
         }
-    };
-    // Grow only now that the journal head (with the old size) is durable.
-    let grow = if size_before < h.device_size.0 {
-        d.set_len(h.device_size.0)
-    } else {
-        Ok(())
-    };
-    let run = grow.and_then(|()| {
-        super::pipeline::run_records(
-            &mut reader,
-            first,
-            &d,
-            name,
-            JournalPlan {
-                journal: journal.as_mut(),
-                ahead,
-                resumable,
-            },
-            &mut report,
-            progress,
-        )
-    });
-    if let Err(e) = run {
-        if let Some(cp) = journal
-            .as_ref()
-            .and_then(|j| j.progress())
-            .filter(|_| resumable)
-        {
-            return Err(keep_partial(e, name, dest, &cp));
+        Err(e) => {
+            if let Some(cp) = journal
+                .as_ref()
+                .and_then(|j| j.progress())
+                .filter(|_| resumable)
+            {
+                return Err(keep_partial(e, name, dest, &cp));
+            }
+            drop(journal);
+            return Err(roll_back_after(e, &paths, opts.unsafe_no_journal));
         }
-        drop(journal);
-        return Err(roll_back_after(e, &paths, opts.unsafe_no_journal));
-    }
+    };
     d.sync()?;
     let journal_len = journal.map(|j| j.commit(h.target)).transpose()?;
     DestState {

@@ -11,7 +11,8 @@
 //! - [`state`]: journal/state file locations and the destination state file.
 //! - [`apply`]: verify-then-journal-then-write, commit, state update.
 //! - `pipeline`: decoding, journaling and writing overlapped on three threads.
-//! - `prepass`: journaling old bytes while a delta file is verified, before any write.
+//! - `prepass`: journaling a delta file's old bytes ahead, from while it is verified (before
+//!   any write) on into its applying pass, which waits for each batch's journal sync.
 //!
 //! Invariant: a destination byte is overwritten only after (a) the record carrying the new
 //! byte has been verified and (b) the old byte is durable in the journal. Hence after any

@@ -17,9 +17,14 @@
 //! The hand-over is a rendezvous: at most two batches exist at once (one with the writer,
 //! one being journaled), so memory stays bounded whatever the device size. Invariant kept:
 //! the writer writes a batch only after its old bytes are durable in the journal.
+//!
+//! A delta *file*'s apply journals ahead instead (see `super::prepass`): the journal then
+//! belongs to the journaling thread, which may still be at work; the journaler only checks
+//! that each record was verified, and the writer waits for the journal sync that the
+//! journaling thread queued past the batch's last byte.
 
 use super::dest::Destination;
-use super::prepass::Covered;
+use super::prepass::{changed, Ahead, Covered};
 use super::recover::{test_delay, test_slow_ms};
 use super::undo::{Incoming, UndoJournal};
 use super::writer::Durable;
@@ -37,12 +42,19 @@ const BATCH_RECORDS: usize = 512;
 const DECODED_AHEAD: usize = 4;
 
 /// What the journaler asks of the writer.
-enum Work {
-    /// Write these records once the journal sync numbered `.1` is done (0: nothing to wait
-    /// for): then their old bytes are durable in the journal.
-    Batch(Vec<Item>, u64),
+enum Work<'a> {
+    /// Write these records once their old bytes are durable in the journal.
+    Batch(Vec<Item>, Gate<'a>),
     /// Make everything written so far durable, then answer [`Done::Synced`].
     Sync,
+}
+
+/// What a batch waits for before it is written.
+enum Gate<'a> {
+    /// The journal sync with this ticket (0: nothing to wait for).
+    Ticket(u64),
+    /// The sync the journaling thread queues past this offset, journaling ahead.
+    Ahead(&'a Ahead, u64),
 }
 
 /// What the writer reports back.
@@ -55,8 +67,12 @@ enum Done {
 
 /// How the records are journaled.
 pub(super) struct JournalPlan<'a> {
-    /// The undo journal; `None` for `--unsafe-no-journal`.
+    /// The undo journal; `None` for `--unsafe-no-journal`, or while the journaling thread
+    /// holds it (`behind`).
     pub journal: Option<&'a mut UndoJournal>,
+    /// The journaling thread journals every record ahead (all in `ahead`) and publishes its
+    /// syncs here; the journal's syncs are waited for with the `Durable`.
+    pub behind: Option<(&'a Ahead, Durable)>,
     /// Ranges already journaled while a delta file was verified.
     pub ahead: Covered,
     /// Make the destination durable at each checkpoint and record it in the journal.
@@ -75,6 +91,7 @@ pub(super) fn run_records<R: Read + Send>(
 ) -> Result<()> {
     let JournalPlan {
         journal,
+        behind,
         ahead,
         resumable,
     } = plan;
@@ -90,13 +107,17 @@ pub(super) fn run_records<R: Read + Send>(
         });
         let (work_tx, work) = sync_channel::<Work>(0);
         let (done_tx, done) = channel::<Done>();
-        let durable = journal.as_deref().map(UndoJournal::durable);
+        let (behind, durable) = match behind {
+            Some((a, d)) => (Some(a), Some(d)),
+            None => (None, journal.as_deref().map(UndoJournal::durable)),
+        };
         let writer = s.spawn(move || write_batches(d, durable.as_ref(), &work, &done_tx));
         let mut j = Journaler {
             dest: d,
             name,
             ahead,
             journal,
+            behind,
             work: work_tx,
             done,
             written: 0,
@@ -134,14 +155,16 @@ struct Journaler<'a, 'p> {
     /// Ranges journaled while the file was verified (none for a pipe).
     ahead: Covered,
     journal: Option<&'a mut UndoJournal>,
-    work: SyncSender<Work>,
+    /// Journaling ahead, on another thread (then `journal` is `None`).
+    behind: Option<&'a Ahead>,
+    work: SyncSender<Work<'a>>,
     done: Receiver<Done>,
     written: u64,
     total: u64,
     progress: &'p mut dyn FnMut(u64, u64),
 }
 
-impl Journaler<'_, '_> {
+impl<'a> Journaler<'a, '_> {
     fn feed(
         &mut self,
         mut first: Option<Item>,
@@ -195,6 +218,9 @@ impl Journaler<'_, '_> {
                         continue;
                     }
                 }
+            } else if self.behind.is_some() && !self.ahead.check(self.name, offset, len)? {
+                // Journaling ahead covers every verified record: this one was not.
+                return Err(changed(self.name, offset, len));
             }
             batch_bytes += len.min(BATCH_BYTES);
             batch.push(item);
@@ -210,14 +236,19 @@ impl Journaler<'_, '_> {
     /// Queue making the batch's journal entries durable, then give it to the writer, which
     /// waits for that before writing.
     fn hand_over(&mut self, batch: Vec<Item>) -> Result<()> {
-        if batch.is_empty() {
+        let Some(end) = batch.last().map(|it| match it {
+            Item::Data { offset, data } => offset + data.len() as u64,
+            Item::Zero { offset, len } | Item::Discard { offset, len } => offset + len,
+            Item::Checkpoint(_) | Item::Resume(_) => 0,
+        }) else {
             return Ok(());
-        }
-        let ticket = match self.journal.as_deref_mut() {
-            Some(j) => j.sync_begin()?,
-            None => 0,
         };
-        self.send(Work::Batch(batch, ticket))?;
+        let gate = match (self.journal.as_deref_mut(), self.behind) {
+            (Some(j), _) => Gate::Ticket(j.sync_begin()?),
+            (None, Some(ahead)) => Gate::Ahead(ahead, end),
+            (None, None) => Gate::Ticket(0),
+        };
+        self.send(Work::Batch(batch, gate))?;
         self.note(self.done.try_iter().collect());
         Ok(())
     }
@@ -243,7 +274,7 @@ impl Journaler<'_, '_> {
         }
     }
 
-    fn send(&self, w: Work) -> Result<()> {
+    fn send(&self, w: Work<'a>) -> Result<()> {
         self.work.send(w).map_err(|_| self.writer_stopped())
     }
 
@@ -268,13 +299,14 @@ impl Journaler<'_, '_> {
     }
 }
 
-/// The writer stage: write each batch in place once its journal sync is done (`durable`);
+/// The writer stage: write each batch in place once its journal sync is done (`durable`;
+/// journaling ahead, the sync is first looked up in the [`Ahead`]);
 /// start its writeback at once (a sync on a third thread, requests coalesced) so it overlaps
 /// the next batch instead of piling up for the final sync.
 fn write_batches(
     d: &Destination,
     durable: Option<&Durable>,
-    work: &Receiver<Work>,
+    work: &Receiver<Work<'_>>,
     done: &std::sync::mpsc::Sender<Done>,
 ) -> Result<()> {
     // A failed background sync must fail the apply: the kernel reports a writeback error to
@@ -294,8 +326,12 @@ fn write_batches(
         });
         for w in work.iter() {
             let msg = match w {
-                Work::Batch(batch, ticket) => {
+                Work::Batch(batch, gate) => {
                     if let Some(j) = durable {
+                        let ticket = match gate {
+                            Gate::Ticket(t) => t,
+                            Gate::Ahead(ahead, end) => ahead.ticket_for(end)?,
+                        };
                         j.wait(ticket)?;
                     }
                     let n = write_batch(d, batch)?;

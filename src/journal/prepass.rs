@@ -1,30 +1,43 @@
-//! Journaling ahead while a delta *file* is verified.
+//! Journaling ahead while a delta *file* is verified, and on while it is applied.
 //!
 //! `lvmsync apply` of a file reads it twice: a first pass verifies the whole stream before
-//! anything is written (so a bad file writes nothing), a second applies it. The first pass
-//! is CPU-bound (decompression, blake3), and the undo journal needs only the *ranges* the
-//! stream touches, not its bytes: so while one thread verifies, this one reads the old bytes
-//! of each verified range and appends them to the journal. The destination is not written
-//! during this pass; if verification fails the journal is simply deleted.
+//! anything is written (so a bad file writes nothing), a second applies it. Both passes are
+//! CPU-bound (decompression, blake3), and the undo journal needs only the *ranges* the
+//! stream touches, not its bytes: so while this thread verifies, a journaling thread
+//! ([`journal_ahead`]) reads the old bytes of each verified range and appends them to the
+//! journal. It does not stop when verification ends: the second pass starts at once, and
+//! the journaling thread goes on, queueing a journal sync every [`SYNC_EVERY`] bytes and
+//! publishing how far each sync's ticket covers ([`Ahead::ticket_for`]). The second pass's
+//! writer waits, before each batch, for the sync covering the batch's last byte, so no
+//! destination byte is written before its old bytes are durable, while writing the journal
+//! overlaps both passes' decoding. If verification fails the journaling thread is stopped
+//! and the journal deleted: the destination was not written.
 //!
 //! The second pass must not write a range the first did not journal (the file could change
-//! in between). The journaled ranges are kept, coalesced, in [`Covered`], and every range
-//! of the second pass inside the journaled-ahead part is checked against them. The list is
-//! bounded ([`MAX_RANGES`]): past it, journaling ahead stops at a record boundary and the
-//! rest is journaled by the apply pipeline as usual.
+//! in between). The verified ranges are kept, coalesced, in [`Covered`], and every range of
+//! the second pass inside the journaled-ahead part is checked against them. The list is
+//! bounded ([`MAX_RANGES`]): past it, journaling ahead stops at a record boundary; then the
+//! second pass waits for the journaling thread to finish and journals the rest itself, as
+//! the apply pipeline does for a pipe.
 
 use super::dest::Destination;
+use super::recover::{test_delay, test_slow_ms};
 use super::undo::{Incoming, UndoJournal};
 use crate::error::{Error, Result};
 use crate::stream::{Header, Item, StreamReader};
+use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::mpsc::sync_channel;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Most coalesced ranges journaled ahead (16 bytes each: 1 MiB).
 const MAX_RANGES: usize = 1 << 16;
+/// The journaling thread saves old bytes in pieces of at most this many bytes...
+const PIECE: u64 = 8 << 20;
+/// ...and queues a journal sync (a ticket the applying pass can wait for) after this many.
+const SYNC_EVERY: u64 = 32 << 20;
 
 /// The ranges journaled ahead, in order, coalesced; checked in order by the second pass.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Covered {
     ranges: Vec<(u64, u64)>,
     next: usize,
@@ -48,13 +61,7 @@ impl Covered {
         if start <= offset && offset + len <= end {
             return Ok(true);
         }
-        Err(Error::Integrity {
-            stream: name.to_string(),
-            detail: format!(
-                "extent {offset}+{len} was not in the stream when it was verified; the file \
-                 changed during the apply"
-            ),
-        })
+        Err(changed(name, offset, len))
     }
 
     /// Record a journaled range; false (and nothing recorded) once the list is full.
@@ -69,58 +76,197 @@ impl Covered {
     }
 }
 
-/// Verify the whole stream in `input` (whose header must equal `header`) on a second thread
-/// while journaling the old bytes of the ranges it touches from `old` (when both a journal
-/// and an existing destination are given). Writes nothing to the destination. On success
-/// the journal is durable and the returned ranges are what it covers.
-pub(super) fn verify_and_journal<R: Read + Send>(
-    input: R,
-    name: &str,
-    header: &Header,
-    old: Option<&Destination>,
-    mut journal: Option<&mut UndoJournal>,
-) -> Result<Covered> {
-    let mut covered = Covered::default();
-    let mut full = false;
-    std::thread::scope(|s| {
-        let (tx, ranges) = sync_channel::<(u64, u64)>(256);
-        let verifier = s.spawn(move || -> Result<()> {
-            let mut r = StreamReader::open(input, name)?;
-            if r.header() != header {
-                return Err(Error::Integrity {
-                    stream: name.to_string(),
-                    detail: "header changed between the verifying and the applying pass".into(),
+/// The error for an extent of the applying pass that the verifying pass did not see.
+pub(super) fn changed(name: &str, offset: u64, len: u64) -> Error {
+    Error::Integrity {
+        stream: name.to_string(),
+        detail: format!(
+            "extent {offset}+{len} was not in the stream when it was verified; the file \
+             changed during the apply"
+        ),
+    }
+}
+
+/// Where verification and the journaling thread stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Verifying,
+    /// The whole stream verified: [`AheadState::covered`] is final.
+    Verified,
+    /// Verification or the apply failed, or the journaling thread did: stop.
+    Stopped,
+}
+
+struct AheadState {
+    /// Verified ranges (the journaling thread journals them in order).
+    covered: Covered,
+    /// [`MAX_RANGES`] reached: later ranges are not in `covered`.
+    full: bool,
+    phase: Phase,
+    /// Queued journal syncs, oldest first: (end, ticket): once `ticket` is durable, every
+    /// covered byte before `end` is durable in the journal.
+    marks: VecDeque<(u64, u64)>,
+}
+
+/// Shared by the verifying pass, the journaling thread and the applying pass's writer.
+pub(super) struct Ahead {
+    st: Mutex<AheadState>,
+    cv: Condvar,
+}
+
+impl Default for Ahead {
+    fn default() -> Self {
+        Ahead {
+            st: Mutex::new(AheadState {
+                covered: Covered::default(),
+                full: false,
+                phase: Phase::Verifying,
+                marks: VecDeque::new(),
+            }),
+            cv: Condvar::new(),
+        }
+    }
+}
+
+impl Ahead {
+    fn state(&self) -> MutexGuard<'_, AheadState> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stop the journaling thread (after a failure anywhere); waiters get an error.
+    pub(super) fn stop(&self) {
+        self.state().phase = Phase::Stopped;
+        self.cv.notify_all();
+    }
+
+    /// The ticket of the first journal sync that covers every journaled-ahead byte before
+    /// `end`, waiting until the journaling thread has queued it. An error if it stopped
+    /// first (its own error, if any, is what the apply reports).
+    pub(super) fn ticket_for(&self, end: u64) -> Result<u64> {
+        let mut st = self.state();
+        loop {
+            while st.marks.front().is_some_and(|&(e, _)| e < end) {
+                st.marks.pop_front();
+            }
+            if let Some(&(_, ticket)) = st.marks.front() {
+                return Ok(ticket);
+            }
+            if st.phase == Phase::Stopped {
+                return Err(Error::Destination {
+                    dest: "destination".into(),
+                    detail: "journaling ahead stopped before the destination was written".into(),
                 });
             }
-            while let Some(item) = r.next_item()? {
-                let range = match item {
-                    Item::Data { offset, data } => (offset, data.len() as u64),
-                    Item::Zero { offset, len } | Item::Discard { offset, len } => (offset, len),
-                    Item::Checkpoint(_) | Item::Resume(_) => continue,
-                };
-                // Without a journal nobody listens; verification goes on regardless.
-                let _ = tx.send(range);
-            }
-            Ok(())
-        });
-        let mut saved = Ok(());
-        for (offset, len) in ranges.iter() {
-            let (Some(j), Some(d), false, Ok(())) = (journal.as_deref_mut(), old, full, &saved)
-            else {
-                continue;
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// After verification: the verified ranges, and whether they are all of the stream's
+    /// (false: past [`MAX_RANGES`] the applying pass journals the rest itself).
+    pub(super) fn covered(&self) -> (Covered, bool) {
+        let st = self.state();
+        (st.covered.clone(), !st.full)
+    }
+}
+
+/// Verify the whole stream in `input` (whose header must equal `header`), recording the
+/// ranges it touches in `ahead` for the journaling thread. Writes nothing.
+pub(super) fn verify<R: Read>(input: R, name: &str, header: &Header, ahead: &Ahead) -> Result<()> {
+    let verified = (|| {
+        let mut r = StreamReader::open(input, name)?;
+        if r.header() != header {
+            return Err(Error::Integrity {
+                stream: name.to_string(),
+                detail: "header changed between the verifying and the applying pass".into(),
+            });
+        }
+        while let Some(item) = r.next_item()? {
+            let (offset, len) = match item {
+                Item::Data { offset, data } => (offset, data.len() as u64),
+                Item::Zero { offset, len } | Item::Discard { offset, len } => (offset, len),
+                Item::Checkpoint(_) | Item::Resume(_) => continue,
             };
-            full = !covered.push(offset, len);
-            if !full {
-                saved = j.save_old(d, offset, len, Incoming::Unknown).map(drop);
+            let mut st = ahead.state();
+            if !st.full {
+                st.full = !st.covered.push(offset, len);
+                drop(st);
+                ahead.cv.notify_all();
             }
         }
-        verifier.join().expect("the verifier does not panic")?;
-        saved
-    })?;
-    if let Some(j) = journal {
-        j.sync()?;
+        Ok(())
+    })();
+    let mut st = ahead.state();
+    st.phase = match (&verified, st.phase) {
+        (Ok(()), Phase::Verifying) => Phase::Verified,
+        _ => Phase::Stopped,
+    };
+    drop(st);
+    ahead.cv.notify_all();
+    verified
+}
+
+/// The journaling thread: append the old bytes (read from `old`) of every range `ahead`
+/// records, in order, as verification records them and after; queue a sync every
+/// [`SYNC_EVERY`] bytes and one at the end, and publish each. Returns once every range of
+/// a verified stream is journaled (its last sync queued, not necessarily done), or early
+/// when stopped.
+pub(super) fn journal_ahead(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<()> {
+    let r = journal_all(ahead, old, j);
+    if r.is_err() {
+        ahead.stop();
     }
-    Ok(covered)
+    r
+}
+
+fn journal_all(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<()> {
+    // Under the crash-test hook, a slow journal that syncs every piece: the applying pass
+    // then keeps catching up with it, so kills land between its syncs and the writes.
+    let (piece, sync_every) = match test_slow_ms() {
+        0 => (PIECE, SYNC_EVERY),
+        _ => (64 << 10, 1),
+    };
+    let (mut idx, mut pos, mut unsynced) = (0usize, 0u64, 0u64);
+    loop {
+        let next = {
+            let mut st = ahead.state();
+            loop {
+                if st.phase == Phase::Stopped {
+                    return Ok(());
+                }
+                if let Some(&(start, end)) = st.covered.ranges.get(idx) {
+                    let from = pos.max(start);
+                    if from < end {
+                        break Some((from, (end - from).min(piece)));
+                    }
+                    if idx + 1 < st.covered.ranges.len() {
+                        idx += 1;
+                        continue;
+                    }
+                }
+                if st.phase == Phase::Verified {
+                    break None;
+                }
+                st = ahead.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let Some((offset, len)) = next else {
+            publish(ahead, u64::MAX, j.sync_begin()?);
+            return Ok(());
+        };
+        j.save_old(old, offset, len, Incoming::Unknown)?;
+        pos = offset + len;
+        unsynced += len;
+        if unsynced >= sync_every {
+            publish(ahead, pos, j.sync_begin()?);
+            unsynced = 0;
+            test_delay();
+        }
+    }
+}
+
+fn publish(ahead: &Ahead, end: u64, ticket: u64) {
+    ahead.state().marks.push_back((end, ticket));
+    ahead.cv.notify_all();
 }
 
 #[cfg(test)]
@@ -156,5 +302,22 @@ mod tests {
         );
         assert!(!c.push(MAX_RANGES as u64 * 8192 + 4096, 4096));
         assert_eq!(c.ranges.len(), MAX_RANGES);
+    }
+
+    #[test]
+    fn a_batch_waits_for_the_first_sync_covering_its_end() {
+        let ahead = Ahead::default();
+        publish(&ahead, 32 << 20, 1);
+        publish(&ahead, 64 << 20, 2);
+        assert_eq!(ahead.ticket_for(4096).unwrap(), 1);
+        assert_eq!(ahead.ticket_for(32 << 20).unwrap(), 1);
+        assert_eq!(ahead.ticket_for((32 << 20) + 1).unwrap(), 2);
+        // Not yet covered: waits; a stopped journaling thread fails the wait.
+        std::thread::scope(|s| {
+            let w = s.spawn(|| ahead.ticket_for(65 << 20));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            ahead.stop();
+            assert!(w.join().unwrap().is_err());
+        });
     }
 }

@@ -13,7 +13,13 @@
 //! background fdatasync, so the disk makes a long journal durable while it is still being
 //! written instead of all at once in the next sync. A failed write or sync fails every later
 //! wait: nothing is reported durable after a failure.
+//!
+//! Under the crash-test hook (`LVMSYNC_TEST_SLOW_MS`) the thread keeps each write in memory
+//! until the next sync, as a power cut loses what was written but not synced: then a
+//! `kill -9` also loses it, and a destination write made before its journal sync is no longer
+//! undone by recovery, which the crash tests see.
 
+use super::recover::{test_delay, test_slow_ms};
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -218,8 +224,15 @@ impl Drop for FailOnPanic<'_> {
 fn write_jobs(file: &File, queue: &Receiver<Job>, give_back: &SyncSender<Buf>, d: &Durable) {
     let mut flusher: Option<FlushBehind> = None;
     let mut unflushed = 0u64;
+    // Under the crash-test hook: writes not yet synced (see the module's comment).
+    let volatile = test_slow_ms() > 0;
+    let mut unsynced: Vec<(Vec<u8>, u64)> = Vec::new();
     for job in queue.iter() {
         match job {
+            Job::Write { mut buf, len, pos } if volatile => {
+                unsynced.push((buf.bytes()[..len].to_vec(), pos));
+                let _ = give_back.send(buf);
+            }
             Job::Write { mut buf, len, pos } => {
                 // After a failure nothing more is written: no later sync can succeed.
                 if !d.failed() {
@@ -239,6 +252,16 @@ fn write_jobs(file: &File, queue: &Receiver<Job>, give_back: &SyncSender<Buf>, d
                 let _ = give_back.send(buf);
             }
             Job::Sync(ticket) => {
+                if volatile {
+                    // The writes reach the file only now, after a pause: a slow sync, so a
+                    // destination write made too early has time to be seen by a kill.
+                    test_delay();
+                    for (bytes, pos) in unsynced.drain(..) {
+                        if let Err(e) = write_direct(file, &bytes, pos) {
+                            d.fail(e);
+                        }
+                    }
+                }
                 // A failed background flush fails this sync too, whatever the final flush
                 // says (the kernel reports a writeback error to one sync only).
                 let behind = flusher.as_mut().map_or(Ok(()), FlushBehind::settle);
