@@ -4,14 +4,15 @@
 //! 4 KiB blocks, for `O_DIRECT`) to this thread, which writes them in order while the
 //! journaling thread reads the next old bytes into another buffer ([`BUFFERS`] in all, so
 //! memory stays bounded). A *sync* is queued behind the writes it covers and numbered (its
-//! *ticket*): once they are written the thread fdatasyncs the journal and marks the ticket
-//! durable. Whoever must not touch the destination before those entries are durable waits
+//! *ticket*): once they are written the thread asks a syncing thread to fdatasync the
+//! journal and mark the ticket durable, and goes on writing meanwhile (requests that pile
+//! up while an fdatasync runs are served by the next one). Whoever must not touch the destination before those entries are durable waits
 //! for the ticket ([`Durable::wait`]) — the journaling thread itself, or the apply
 //! pipeline's writer, so that journaling the next batch overlaps this batch's fdatasync.
 //!
-//! Between syncs, after every [`FLUSH_BEHIND`] bytes written, a third thread is asked for a
-//! background fdatasync, so the disk makes a long journal durable while it is still being
-//! written instead of all at once in the next sync. A failed write or sync fails every later
+//! Between syncs, after every [`FLUSH_BEHIND`] bytes written, the syncing thread is asked for
+//! a background fdatasync (no ticket), so the disk makes a long journal durable while it is
+//! still being written instead of all at once in the next sync. A failed write or sync fails every later
 //! wait: nothing is reported durable after a failure.
 //!
 //! Under the crash-test hook (`LVMSYNC_TEST_SLOW_MS`) the thread keeps each write in memory
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Journal writes are whole blocks of this size at offsets that are multiples of it.
@@ -220,58 +221,70 @@ impl Drop for FailOnPanic<'_> {
     }
 }
 
-/// The writer thread: run `queue`'s jobs in order.
+/// The writer thread: run `queue`'s jobs in order; syncs run on a second thread.
 fn write_jobs(file: &File, queue: &Receiver<Job>, give_back: &SyncSender<Buf>, d: &Durable) {
-    let mut flusher: Option<FlushBehind> = None;
     let mut unflushed = 0u64;
     // Under the crash-test hook: writes not yet synced (see the module's comment).
     let volatile = test_slow_ms() > 0;
     let mut unsynced: Vec<(Vec<u8>, u64)> = Vec::new();
-    for job in queue.iter() {
-        match job {
-            Job::Write { mut buf, len, pos } if volatile => {
-                unsynced.push((buf.bytes()[..len].to_vec(), pos));
-                let _ = give_back.send(buf);
-            }
-            Job::Write { mut buf, len, pos } => {
-                // After a failure nothing more is written: no later sync can succeed.
-                if !d.failed() {
-                    match write_direct(file, &buf.bytes()[..len], pos) {
-                        Ok(()) => unflushed += len as u64,
-                        Err(e) => d.fail(e),
-                    }
+    std::thread::scope(|s| {
+        // Tickets to sync (0: a background flush); at most one per queued sync.
+        let (syncs, requests) = channel::<u64>();
+        s.spawn(move || {
+            let _stop = FailOnPanic(d);
+            sync_requests(file, &requests, d);
+        });
+        for job in queue.iter() {
+            match job {
+                Job::Write { mut buf, len, pos } if volatile => {
+                    unsynced.push((buf.bytes()[..len].to_vec(), pos));
+                    let _ = give_back.send(buf);
                 }
-                if unflushed >= FLUSH_BEHIND {
-                    let f = flusher.get_or_insert_with(|| FlushBehind::start(file));
-                    match f.request() {
-                        Ok(true) => unflushed = 0,
-                        Ok(false) => {}
-                        Err(e) => d.fail(e),
-                    }
-                }
-                let _ = give_back.send(buf);
-            }
-            Job::Sync(ticket) => {
-                if volatile {
-                    // The writes reach the file only now, after a pause: a slow sync, so a
-                    // destination write made too early has time to be seen by a kill.
-                    test_delay();
-                    for (bytes, pos) in unsynced.drain(..) {
-                        if let Err(e) = write_direct(file, &bytes, pos) {
-                            d.fail(e);
+                Job::Write { mut buf, len, pos } => {
+                    // After a failure nothing more is written: no later sync can succeed.
+                    if !d.failed() {
+                        match write_direct(file, &buf.bytes()[..len], pos) {
+                            Ok(()) => unflushed += len as u64,
+                            Err(e) => d.fail(e),
                         }
                     }
+                    if unflushed >= FLUSH_BEHIND {
+                        let _ = syncs.send(0);
+                        unflushed = 0;
+                    }
+                    let _ = give_back.send(buf);
                 }
-                // A failed background flush fails this sync too, whatever the final flush
-                // says (the kernel reports a writeback error to one sync only).
-                let behind = flusher.as_mut().map_or(Ok(()), FlushBehind::settle);
-                match file.sync_data().and(behind) {
-                    Ok(()) if !d.failed() => d.synced(ticket),
-                    Ok(()) => {}
-                    Err(e) => d.fail(e),
+                Job::Sync(ticket) => {
+                    if volatile {
+                        // The writes reach the file only now, after a pause: a slow sync, so
+                        // a destination write made too early has time to be seen by a kill.
+                        test_delay();
+                        for (bytes, pos) in unsynced.drain(..) {
+                            if let Err(e) = write_direct(file, &bytes, pos) {
+                                d.fail(e);
+                            }
+                        }
+                    }
+                    // Every write before this one is done: an fdatasync from now on covers it.
+                    let _ = syncs.send(ticket);
+                    unflushed = 0;
                 }
-                unflushed = 0;
             }
+        }
+    });
+}
+
+/// The syncing thread: for each batch of requests that arrived meanwhile, one fdatasync,
+/// then mark the newest ticket among them durable. A failed fdatasync fails every later
+/// wait (the kernel reports a writeback error to one sync only, so nothing after it may be
+/// called durable).
+fn sync_requests(file: &File, requests: &Receiver<u64>, d: &Durable) {
+    while let Ok(first) = requests.recv() {
+        let ticket = requests.try_iter().fold(first, u64::max);
+        match file.sync_data() {
+            Ok(()) if ticket > 0 && !d.failed() => d.synced(ticket),
+            Ok(()) => {}
+            Err(e) => d.fail(e),
         }
     }
 }
@@ -309,68 +322,6 @@ fn write_halves(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
         let first = file.write_all_at(a, pos);
         first.and(second.join().expect("a journal write does not panic"))
     })
-}
-
-/// A thread that fdatasyncs the journal on request and reports each outcome.
-struct FlushBehind {
-    request: SyncSender<()>,
-    done: Receiver<std::io::Result<()>>,
-    /// A request sent and not yet answered (at most one).
-    outstanding: bool,
-}
-
-impl FlushBehind {
-    fn start(file: &File) -> Self {
-        let (request, requests) = sync_channel::<()>(1);
-        let (report, done) = std::sync::mpsc::channel();
-        let file = file.try_clone();
-        // Ends when the writer thread (the request sender) ends.
-        std::thread::spawn(move || {
-            for () in requests {
-                let r = file.as_ref().map_err(clone_err).and_then(File::sync_data);
-                if report.send(r).is_err() {
-                    return;
-                }
-            }
-        });
-        FlushBehind {
-            request,
-            done,
-            outstanding: false,
-        }
-    }
-
-    /// Ask for a flush unless one is still running; true if asked. The error of a finished
-    /// one, if it failed.
-    fn request(&mut self) -> std::io::Result<bool> {
-        if self.outstanding {
-            match self.done.try_recv() {
-                Ok(r) => {
-                    self.outstanding = false;
-                    r?;
-                }
-                Err(_) => return Ok(false),
-            }
-        }
-        self.outstanding = self.request.try_send(()).is_ok();
-        Ok(self.outstanding)
-    }
-
-    /// Wait for the outstanding request, if any; its error, if it failed.
-    fn settle(&mut self) -> std::io::Result<()> {
-        if !std::mem::take(&mut self.outstanding) {
-            return Ok(());
-        }
-        self.done.recv().unwrap_or_else(|_| {
-            Err(std::io::Error::other(
-                "the journal's background flush thread stopped",
-            ))
-        })
-    }
-}
-
-fn clone_err(e: &std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), e.to_string())
 }
 
 #[cfg(test)]
