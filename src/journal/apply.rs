@@ -6,8 +6,8 @@
 //! If anything fails later — a truncated stream, a corrupt record, a trailer whose root hash
 //! does not match — the journal is rolled back, so the destination ends byte-identical to
 //! what it was. `lvmsync apply` of a delta *file* additionally verifies the whole file before
-//! starting ([`apply_file`], which journals the old bytes while it verifies), so a bad file
-//! writes nothing at all.
+//! starting ([`apply_file`], which starts journaling the old bytes while it verifies), so a
+//! bad file writes nothing at all.
 
 use super::dest::Destination;
 use super::format::JournalHead;
@@ -79,7 +79,8 @@ pub fn apply_stream(
 }
 
 /// Apply the delta file `delta` to `dest`, verifying the whole file before writing anything
-/// (so a bad file writes nothing) and journaling the old bytes while it verifies.
+/// (so a bad file writes nothing) and journaling the old bytes from while it verifies on into
+/// the applying pass (each batch is written once its old bytes are durable).
 pub fn apply_file(
     delta: &Path,
     dest: &Path,
