@@ -9,6 +9,9 @@
 //!
 //! `BENCH_DIR` (default `/var/tmp`) holds the 1 GiB file; rounds run interleaved.
 
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
 use lvmsync::units::Bytes;
 use lvmsync::{ChangeSet, Extent, ExtentKind};
@@ -31,12 +34,7 @@ fn main() {
     write_random(&path);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut chunks: Vec<u64> = (0..EXTENTS)
-        .map(|_| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % (SIZE / 4096)
-        })
+        .map(|_| bench_support::next_random(&mut rng) % (SIZE / 4096))
         .collect();
     chunks.sort_unstable();
     chunks.dedup();
@@ -118,12 +116,7 @@ fn write_random(path: &Path) {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut buf = vec![0u8; 1 << 20];
     for _ in 0..SIZE >> 20 {
-        for c in buf.chunks_mut(8) {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            c.copy_from_slice(&rng.to_le_bytes());
-        }
+        bench_support::fill_random(&mut buf, &mut rng);
         f.write_all(&buf).unwrap();
     }
     f.sync_all().unwrap();

@@ -30,12 +30,7 @@ fn write_images(dir: &Path, mib: u64) -> (PathBuf, PathBuf) {
     let mut random = |n: u64, f: &mut std::fs::File| {
         let mut buf = vec![0u8; 1 << 20];
         for _ in 0..n / (1 << 20) {
-            for c in buf.chunks_mut(8) {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                c.copy_from_slice(&rng.to_le_bytes());
-            }
+            bench_support::fill_random(&mut buf, &mut rng);
             f.write_all(&buf).unwrap();
         }
     };

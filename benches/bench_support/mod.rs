@@ -15,3 +15,19 @@ pub fn mib_and_rounds() -> (u64, u64) {
         env("LVMSYNC_BENCH_ROUNDS", 3),
     )
 }
+
+/// The next xorshift64 pseudo-random number from `state` (advanced).
+pub fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Fill `buf` with xorshift64 pseudo-random bytes from `state` (advanced): incompressible
+/// test data, fast to make, the same for every run.
+pub fn fill_random(buf: &mut [u8], state: &mut u64) {
+    for c in buf.chunks_mut(8) {
+        c.copy_from_slice(&next_random(state).to_le_bytes()[..c.len()]);
+    }
+}
