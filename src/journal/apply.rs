@@ -220,27 +220,35 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
                     None
                 }
             };
+            // (A failed verification stops the journaling thread itself.)
             verify(pre, name, &h, &ahead)?;
             if let Some((t, durable)) = journaling {
                 let (cov, all) = ahead.covered();
                 covered = cov;
-                if all {
+                if ahead.stopped() {
+                    // The journaling thread failed while the stream was being verified:
+                    // report its error before the destination is opened for writing.
+                    joined(t, &paths.journal)?.0?;
+                    return Err(journaling_stopped(&paths.journal));
+                } else if all {
                     // The journaling thread goes on while the stream is applied.
                     behind = Some((t, durable));
                 } else {
                     // Past the range limit: the pipeline journals the rest itself.
-                    let (r, jj) = t.join().expect("the journaling thread does not panic");
+                    let (r, jj) = joined(t, &paths.journal)?;
                     r?;
                     jj.sync()?;
                     j = Some(jj);
                 }
             }
         }
-        let d = Destination::open(dest, true)?;
+        // From here a failure must stop a journaling thread still running, or the scope
+        // would wait for it to journal the rest of the stream for an apply that is over.
+        let d = Destination::open(dest, true).inspect_err(|_| ahead.stop())?;
         started = true;
         // Grow only now that the journal head (with the old size) is durable.
         if size_before < h.device_size.0 {
-            d.set_len(h.device_size.0)?;
+            d.set_len(h.device_size.0).inspect_err(|_| ahead.stop())?;
         }
         let run = super::pipeline::run_records(
             &mut reader,
@@ -263,7 +271,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         }
         if let Some((t, _)) = behind {
             // Its error, if any, is why the writer stopped waiting.
-            t.join().expect("the journaling thread does not panic").0?;
+            joined(t, &paths.journal)?.0?;
         }
         run.map(|()| d)
     });
@@ -358,4 +366,23 @@ fn roll_back_after(e: Error, paths: &DestPaths, no_journal: bool) -> Error {
             ),
         },
     }
+}
+
+/// Join the journaling thread; a panic in it becomes an error naming the journal (the
+/// apply then rolls back or reports, as for any journal failure) instead of a second panic.
+fn joined<T>(t: std::thread::ScopedJoinHandle<'_, T>, journal: &Path) -> Result<T> {
+    t.join().map_err(|_| {
+        Error::io(
+            journal,
+            std::io::Error::other("the journaling thread panicked"),
+        )
+    })
+}
+
+/// The journaling thread stopped with no error of its own to report.
+fn journaling_stopped(journal: &Path) -> Error {
+    Error::io(
+        journal,
+        std::io::Error::other("journaling the old bytes stopped before the apply began"),
+    )
 }

@@ -139,6 +139,11 @@ impl Ahead {
         self.cv.notify_all();
     }
 
+    /// Whether the journaling thread was stopped (by its own failure or a caller's).
+    pub(super) fn stopped(&self) -> bool {
+        self.state().phase == Phase::Stopped
+    }
+
     /// The ticket of the first journal sync that covers every journaled-ahead byte before
     /// `end`, waiting until the journaling thread has queued it. An error if it stopped
     /// first (its own error, if any, is what the apply reports).
@@ -211,11 +216,25 @@ pub(super) fn verify<R: Read>(input: R, name: &str, header: &Header, ahead: &Ahe
 /// a verified stream is journaled (its last sync queued, not necessarily done), or early
 /// when stopped.
 pub(super) fn journal_ahead(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<()> {
+    let mut guard = StopUnlessDone(Some(ahead));
     let r = journal_all(ahead, old, j);
-    if r.is_err() {
-        ahead.stop();
+    if r.is_ok() {
+        guard.0 = None;
     }
     r
+}
+
+/// Held by the journaling thread: on an error *and* on a panic it stops `ahead`, so the
+/// applying pass's writer, waiting in [`Ahead::ticket_for`], fails instead of waiting
+/// forever for a mark that will never come.
+struct StopUnlessDone<'a>(Option<&'a Ahead>);
+
+impl Drop for StopUnlessDone<'_> {
+    fn drop(&mut self) {
+        if let Some(ahead) = self.0 {
+            ahead.stop();
+        }
+    }
 }
 
 fn journal_all(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<()> {
@@ -226,7 +245,12 @@ fn journal_all(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<
         _ => (64 << 10, 1),
     };
     let (mut idx, mut pos, mut unsynced) = (0usize, 0u64, 0u64);
+    let durable = j.durable();
     loop {
+        // A failed journal write or sync fails every later one; stop at once instead of
+        // reading the rest of the destination's old bytes for nothing (ticket 0 is always
+        // durable: this only returns that failure).
+        durable.wait(0)?;
         let next = {
             let mut st = ahead.state();
             loop {
@@ -302,6 +326,21 @@ mod tests {
         );
         assert!(!c.push(MAX_RANGES as u64 * 8192 + 4096, 4096));
         assert_eq!(c.ranges.len(), MAX_RANGES);
+    }
+
+    #[test]
+    fn a_journaling_thread_that_panics_releases_the_waiting_writer() {
+        let ahead = Ahead::default();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| ahead.ticket_for(4096));
+            let journaling = s.spawn(|| {
+                let _guard = StopUnlessDone(Some(&ahead));
+                panic!("a journaling thread that panics (expected by this test)");
+            });
+            assert!(journaling.join().is_err());
+            assert!(waiter.join().unwrap().is_err(), "the writer must not hang");
+        });
+        assert!(ahead.stopped());
     }
 
     #[test]

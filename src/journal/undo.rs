@@ -116,8 +116,15 @@ impl UndoJournal {
         preallocate(&file, need);
         let mut j = UndoJournal::new(file, &paths.journal, 0, 0, None, nonce_gen.crc_seed())?;
         j.undo_end = head.size_before;
-        j.append(&encode_head(head, nonce, generation))?;
-        j.sync()?;
+        // The writer names the file by the name it has during the apply; until the rename
+        // below it is still the spare, so its errors here name the spare.
+        let at_spare = |e: Error| match e {
+            Error::Io { source, .. } => Error::io(spare, source),
+            e => e,
+        };
+        j.append(&encode_head(head, nonce, generation))
+            .map_err(at_spare)?;
+        j.sync().map_err(at_spare)?;
         rename_noreplace(spare, &paths.journal)?;
         sync_dir(&paths.dir)?;
         Ok(j)
