@@ -13,21 +13,18 @@ use lvmsync::stream::{send_changes, EncodeOptions, Header, Item, StreamReader};
 use lvmsync::units::Bytes;
 use lvmsync::{ChangeSet, Extent, ExtentKind};
 use std::path::{Path, PathBuf};
+use stream_util::Rng;
+
+mod stream_util;
 
 const K64: u64 = 65536;
 const SIZE: u64 = 4 << 20;
 
-/// `n` bytes of a xorshift stream (incompressible).
+/// `n` random bytes from seed `seed` (incompressible).
 fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut buf = vec![0; n];
+    Rng(seed | 1).fill(&mut buf);
+    buf
 }
 
 struct Pair {
