@@ -55,7 +55,7 @@ fn main() {
         write(off, 4096, &mut rng);
     }
     for _ in 0..budget / 2 / (1 << 20) {
-        let off = bench_support::next_random(&mut rng) % mib << 20;
+        let off = (bench_support::next_random(&mut rng) % mib) << 20;
         write(off, 1 << 20, &mut rng);
     }
     let changes = ChangeSet::from_extents(

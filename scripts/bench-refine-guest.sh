@@ -1,11 +1,14 @@
 #!/bin/bash
 # scripts/bench-refine-guest.sh: A/B of sub-block refinement in the QEMU/TCG guest, one boot:
 # `send benchvg/thin --since benchvg/s1` of an old lvmsync (A: whole 64 KiB thin blocks) against
-# a new one (B: refined to 4 KiB units, and B with --no-refine), interleaved, page cache
-# dropped before every run, stream to /dev/null. Run on the host (docs/performance.md):
+# a new one (B: refined to 4 KiB units, and B with --no-refine), interleaved in rotating order,
+# page cache dropped before every run, stream to /dev/null. Run on the host (docs/performance.md):
 #
-#   LVMSYNC_A=/tmp/lead/start/lvmsync LVMSYNC_B=target/release/lvmsync \
-#       vm-tests/run --disk 1G -- bash scripts/bench-refine-guest.sh
+#   mkdir -p target/ab && cp /tmp/lead/start/lvmsync target/ab/lvmsync-start
+#   LVMSYNC_A=target/ab/lvmsync-start LVMSYNC_B=target/release/lvmsync \
+#       BENCH_SIZE_MIB=256 BENCH_ROUNDS=6 vm-tests/run --disk 2G -- bash scripts/bench-refine-guest.sh
+#
+# (The binaries must not be under /tmp: the guest's /tmp is its own tmpfs.)
 #
 # Setup: a thin pool with 64 KiB blocks, thin LV (BENCH_SIZE_MIB, default 128) filled with
 # half random, half compressible 64 KiB blocks; snapshot s1; then 2% of the LV rewritten, half
@@ -80,9 +83,12 @@ print(f"{name:10} {t1 - t0:6.2f} s (encoding starts at {at(sending):5.2f} s, "
       f"stream_bytes {f['stream_bytes']:>9}  records {f['records']:>5}")
 PY
 }
+# The order rotates every round, so no variant always runs first or after the same one.
+variants=("A /tmp/lvmsync-a" "B /tmp/lvmsync-b" "B-norefine /tmp/lvmsync-b --no-refine")
 for r in $(seq "$ROUNDS"); do
     echo "round $r"
-    run A /tmp/lvmsync-a
-    run B /tmp/lvmsync-b
-    run B-norefine /tmp/lvmsync-b --no-refine
+    for i in 0 1 2; do
+        # shellcheck disable=SC2086 # word splitting wanted: name, binary, flags
+        run ${variants[(i + r) % 3]}
+    done
 done
