@@ -90,7 +90,7 @@ pub fn refine(changes: &ChangeSet, new: &Path, base: &Path, workers: usize) -> R
     let (batches, removed) = batches(changes);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let found = std::thread::scope(|s| {
+    let mut found = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers.clamp(1, batches.len().max(1)))
             .map(|_| {
                 s.spawn(|| {
@@ -119,7 +119,6 @@ pub fn refine(changes: &ChangeSet, new: &Path, base: &Path, workers: usize) -> R
         }
         Ok::<_, Error>(all)
     })?;
-    let mut found = found;
     found.sort_unstable_by_key(|(i, _)| *i);
     let compared = changes.changed_bytes().0 - removed.iter().map(|e| e.length.0).sum::<u64>();
     let kept = found.into_iter().flat_map(|(_, kept)| kept);
