@@ -10,6 +10,11 @@
 #
 # (The binaries must not be under /tmp: the guest's /tmp is its own tmpfs.)
 #
+# BENCH_RECEIVE=1 (add `--module ext4` to vm-tests/run): each send goes through a pipe into
+# `lvmsync receive` (the same binary) of a fresh thin snapshot of a copy of s1 (undo journal and
+# state in a fresh directory on ext4 on the same disk), timed to the end of a `sync`; the
+# destination is compared with the source afterwards.
+#
 # Setup: a thin pool with 64 KiB blocks, thin LV (BENCH_SIZE_MIB, default 128) filled with
 # half random, half compressible 64 KiB blocks; snapshot s1; then 2% of the LV rewritten, half
 # as scattered 4 KiB writes, half as 1 MiB runs (the mix of scripts/bench-peers-guest.sh).
@@ -57,7 +62,15 @@ blocks = {u // 16 for u in units}
 print(f"writes: {len(writes)}, {len(units) * 4096} distinct bytes in 4 KiB units, "
       f"{len(blocks)} 64 KiB blocks ({len(blocks) * 65536} bytes)")
 PY
+if [ "${BENCH_RECEIVE:-0}" = 1 ]; then
+    lvc --type thin-pool -L $((S * 2))M --poolmetadatasize 16M --chunksize 64k -n dpool $VG
+    lvc -V ${S}M -T $VG/dpool -n dold
+    dd if=$M-s1 of=$M-dold bs=4M iflag=direct oflag=direct status=none
+    lvc -L $((S / 2 + 64))M -n jrnl $VG
+    mkfs.ext4 -q $M-jrnl && mkdir -p /mnt/j && mount $M-jrnl /mnt/j
+fi
 echo "loadavg in guest: $(cat /proc/loadavg)"
+n=0
 # run NAME BIN [ARGS]: one cold send: its time, when its log says encoding starts (after
 # change discovery, and refinement for B) and ends, and the sender's byte counts.
 run() {
@@ -65,10 +78,24 @@ run() {
     shift 2
     sync; echo 3 >/proc/sys/vm/drop_caches
     "$bin" --version >/dev/null
-    t0=$(now)
-    "$bin" send $VG/thin --since $VG/s1 "$@" --progress none --log-format json --to - \
-        2>/tmp/log.$name >/dev/null
-    t1=$(now)
+    local send=("$bin" send $VG/thin --since $VG/s1 "$@" --progress none --log-format json --to -)
+    if [ "${BENCH_RECEIVE:-0}" = 1 ]; then
+        n=$((n + 1))
+        lvc -s -kn -n d$n $VG/dold
+        sync; echo 3 >/proc/sys/vm/drop_caches
+        t0=$(now)
+        "${send[@]}" 2>/tmp/log.$name |
+            "$bin" receive --force --progress none --state-dir /mnt/j/st $M-d$n 2>/tmp/rlog.$name
+        sync
+        t1=$(now)
+        cmp $M-d$n $M-thin || { echo "$name: destination differs from the source" >&2; exit 1; }
+        lvremove -q --yes $VG/d$n >/dev/null
+        rm -rf /mnt/j/st
+    else
+        t0=$(now)
+        "${send[@]}" 2>/tmp/log.$name >/dev/null
+        t1=$(now)
+    fi
     python3 - "$name" "$t0" "$t1" /tmp/log.$name <<'PY'
 import json, sys
 from datetime import datetime
