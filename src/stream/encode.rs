@@ -156,6 +156,10 @@ pub fn send_changes<W: Write>(
     let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(opts.in_flight.max(1));
     let leaves = &opts.leaves;
     std::thread::scope(|s| -> Result<()> {
+        // Owned by this closure, so that when the writing below stops early (the stream's
+        // reader went away: EPIPE) it is dropped before the scope joins the threads: the
+        // reader, waiting for a token, then ends instead of waiting forever.
+        let token_tx = token_tx;
         let reader_res = res_tx.clone();
         s.spawn(move || {
             let mut holes = crate::blockhash::holes::Holes::new(&file);
@@ -544,6 +548,66 @@ mod tests {
             err.to_string().contains("does not match its blake3"),
             "{err}"
         );
+    }
+
+    /// A sink that takes `.0` more bytes, then fails like a pipe whose reader went away.
+    struct Broken(usize);
+
+    impl Write for Broken {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.0 < b.len() {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            self.0 -= b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A sink that fails part-way (the receiver died, the pipe broke) ends the send with the
+    /// error, whatever the pipeline's threads were doing: it used to hang for ever, the
+    /// reader waiting for a token the stopped writer would never hand back.
+    #[test]
+    fn a_failing_sink_ends_the_send_with_an_error_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.img");
+        let mut img = vec![0u8; 24 << 20];
+        let mut x = 1u64;
+        for b in img.iter_mut() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            *b = (x >> 56) as u8;
+        }
+        std::fs::write(&src, &img).unwrap();
+        let changes = ChangeSet::from_extents(
+            Bytes(4096),
+            [Extent::new(0, img.len() as u64, ExtentKind::Changed)],
+        )
+        .unwrap();
+        let header = header_for(img.len(), &changes);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let opts = EncodeOptions {
+                in_flight: 2,
+                ..EncodeOptions::default()
+            };
+            let sent = send_changes(
+                &src,
+                &changes,
+                &header,
+                Broken(1 << 20),
+                "t",
+                opts,
+                &mut |_, _| {},
+            );
+            let _ = done_tx.send(sent.map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let got = done_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("send_changes hung on a failing sink");
+        let err = got.unwrap_err();
+        assert!(err.contains("roken pipe"), "{err}");
     }
 
     /// Many scattered 4 KiB extents (some all zero) with discards between them: packed

@@ -30,6 +30,7 @@ mod prefetch;
 pub mod progress;
 pub mod reader;
 pub mod record;
+pub mod refine;
 pub mod writer;
 
 pub use encode::{send_changes, EncodeOptions, SendSummary};

@@ -2,7 +2,10 @@
 //!
 //! - Thin: a full `lvmsync send` of thin snapshot s1 (as a delta file, `lvmsync apply`), then
 //!   known writes and a discard on the thin LV, snapshot s2, `send s2 --since s1` applied the
-//!   same way: the destination equals s1, then s2, byte for byte.
+//!   same way: the destination equals s1, then s2, byte for byte. Then 4 KiB writes into
+//!   24 of s2's mapped 64 KiB blocks, snapshot s3: `send s3 --since s2` (refined against s2,
+//!   the default) carries about those 24 units, `--no-refine` their 24 whole blocks, and the
+//!   destination equals s3.
 //! - Classic: the same with a classic LV and COW snapshots, streamed through a pipe
 //!   (`send --to - | lvmsync receive <dest>`); the incremental's changed chunks come from
 //!   the older snapshot's exception store, its data from the newer snapshot.
@@ -155,6 +158,48 @@ fn thin_full_then_incremental_into_lv() {
     assert!(
         inc < full / 2,
         "the incremental delta ({inc} bytes) should carry only the changes, not the full {full}"
+    );
+
+    // Sub-block refinement: one 4 KiB unit written in each of 24 blocks mapped in s2.
+    const UNITS: u64 = 24;
+    for i in 0..UNITS {
+        write_at(&thin, i * 131072 + 20480, &noise(300 + i, 4096));
+    }
+    create_thin_snapshot(&vg.lv("thin"), "s3").expect("thin snapshot s3");
+    let (s2, s3) = (vg.lv("s2"), vg.lv("s3"));
+    let plan = run(
+        &lvmsync_bin().to_string_lossy(),
+        &["send", &s3, "--since", &s2, "--dry-run", "--to", "-"],
+    );
+    assert!(plan.contains("an upper bound"), "dry run: {plan}");
+    let whole_file = temp("thin-whole.lvd");
+    lvmsync_ok(&[
+        "send",
+        "--progress",
+        "none",
+        &s3,
+        "--since",
+        &s2,
+        "--no-refine",
+        "--to",
+        &whole_file,
+    ]);
+    let whole = std::fs::metadata(&whole_file).expect("delta file").len();
+    let refined = send_apply(
+        &[&s3, "--since", &s2],
+        &dst,
+        &state,
+        &temp("thin-refined.lvd"),
+    );
+    assert_same(
+        &dst,
+        &mapper(&vg, "s3"),
+        "thin refined incremental s2 -> s3",
+    );
+    assert!(
+        whole > UNITS * 65536 && refined < UNITS * 4096 + 8192,
+        "refined delta {refined} bytes, whole-block delta {whole} bytes, for {UNITS} changed \
+         4 KiB units in 64 KiB blocks"
     );
 }
 
