@@ -5,6 +5,7 @@
 
 use super::receive::ApplyArgs;
 use clap::Args;
+use lvmsync::journal::claim::check_claimable;
 use lvmsync::journal::dest::Destination;
 use lvmsync::journal::snapback::{chain, to_stream, SnapPoint};
 use lvmsync::journal::{apply_stream, DestPaths};
@@ -43,6 +44,10 @@ fn matches(p: &SnapPoint, point: &str) -> bool {
 
 /// Run `lvmsync rollback`.
 pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
+    if !args.list {
+        // Refuse a busy device before spooling anything (each step's apply claims it again).
+        check_claimable(&args.dest)?;
+    }
     let paths = DestPaths::new(&args.apply.state_dir, &args.dest)?;
     let dir = args.apply.snapback.as_ref().ok_or_else(|| {
         Error::InvalidArgument("name the snapback directory with --snapback <DIR>".into())
@@ -84,10 +89,13 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
         progress.finish();
         let _ = std::fs::remove_file(&spool);
         r?;
-        let dest = Destination::open(&args.dest, false)?;
-        if !dest.is_block() && dest.size()? > p.head.size_before {
-            dest.set_len(p.head.size_before)?;
-            dest.sync()?;
+        // A stream can't shrink its destination: cut a grown image file back here.
+        if std::fs::metadata(&args.dest).is_ok_and(|m| m.is_file()) {
+            let dest = Destination::open(&args.dest, false)?;
+            if dest.size()? > p.head.size_before {
+                dest.set_len(p.head.size_before)?;
+                dest.sync()?;
+            }
         }
         std::fs::remove_file(&p.path).map_err(|e| Error::io(&p.path, e))?;
         tracing::info!(
