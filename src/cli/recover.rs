@@ -9,7 +9,8 @@ use std::path::PathBuf;
 /// Arguments of `lvmsync recover`.
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
-    /// The destination device or image file.
+    /// The destination device or image file (a block device must not be mounted or in use:
+    /// recovery writes it, and refuses a busy one with exit 4).
     #[arg(value_name = "DEST")]
     pub dest: PathBuf,
     /// Directory of undo journals and destination state files.

@@ -24,7 +24,8 @@ Examples:
   lvmsync rollback copy.img --snapback /var/lib/lvmsync/snap        # one step back
   lvmsync rollback copy.img --snapback /var/lib/lvmsync/snap --to 1 # back to before image 1")]
 pub struct RollbackArgs {
-    /// The destination device or image file.
+    /// The destination device or image file (a block device must not be mounted or in use:
+    /// refused with exit 4, nothing written).
     #[arg(value_name = "DEST")]
     pub dest: PathBuf,
     /// Roll back through this image (sequence number, or a prefix of the state it restores).

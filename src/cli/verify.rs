@@ -60,7 +60,8 @@ pub struct VerifyArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Send the differing blocks to the destination (journaled, atomic).
+    /// Send the differing blocks to the destination (journaled, atomic); a destination block
+    /// device that is mounted or in use is refused (exit 4) before the comparison.
     #[arg(long)]
     pub repair: bool,
     /// Internal, the far side of `verify ssh://...`: answer hash queries about DEV on

@@ -1,8 +1,8 @@
 //! Claiming a destination for writing: a block device is opened with `O_EXCL`, which Linux
 //! refuses with `EBUSY` while the device is mounted or held by device-mapper (LVM), md, or
 //! another exclusive opener — the same check `mkfs` makes. Writing under any of those would
-//! corrupt a live filesystem or volume, so the refusal is final (there is no override; see
-//! `docs/architecture.md`, "Busy destinations").
+//! corrupt a live filesystem or volume, so the refusal is final (there is no override; why:
+//! `docs/stream-format.md`, "Busy destinations").
 //!
 //! The claim lasts as long as the file descriptor: while an apply holds it, nothing can mount
 //! or otherwise claim the device. Only writers claim; reads (send, diff, verify without
