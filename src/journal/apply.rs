@@ -204,7 +204,8 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
     };
     let resumable = opts.resumable || resume;
     let ahead = Ahead::default();
-    // Set once the destination is opened for writing: a failure before it wrote nothing.
+    // Set once the destination may be written (it is open, claimed, from the start): a
+    // failure before it wrote nothing.
     let mut started = false;
     // The destination file this apply creates, if it did not exist.
     let mut created = None;
