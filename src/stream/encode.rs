@@ -259,6 +259,10 @@ pub fn send_changes<W: Write>(
             });
         }
         drop(res_tx);
+        // Owned here, so a failed write (say, the receiver refused and hung up) drops it on
+        // the way out: the reader waiting for a token then stops, and so do the workers,
+        // instead of the scope waiting for them forever.
+        let token_tx = token_tx;
         let mut pending: BTreeMap<u64, Result<Vec<Part>>> = BTreeMap::new();
         let mut next = 0u64;
         let mut zero_run: Option<(u64, u64)> = None;
