@@ -39,7 +39,7 @@ fn committed_journal_rolls_forward() {
     j.save_old(&dst, 4096, 8192, Unknown).unwrap();
     j.sync().unwrap();
     j.commit(Fingerprint([4; 32])).unwrap();
-    assert_eq!(recover(&paths).unwrap(), Recovery::RolledForward);
+    assert_eq!(recover(&paths, None).unwrap(), Recovery::RolledForward);
     let st = DestState::load(&paths.state).unwrap().unwrap();
     assert_eq!(st.fingerprint(), Some(Fingerprint([4; 32])));
     assert!(!paths.journal.exists());
@@ -68,12 +68,12 @@ fn uncommitted_journal_rolls_back_and_cuts_growth() {
     drop(j);
     // The range past the old end needs no entry: recovery cuts the file back instead.
     assert_eq!(
-        recover(&paths).unwrap(),
+        recover(&paths, None).unwrap(),
         Recovery::RolledBack { entries: 2 }
     );
     assert_eq!(std::fs::read(&dest).unwrap(), img);
     assert!(!paths.journal.exists());
-    assert_eq!(recover(&paths).unwrap(), Recovery::Nothing);
+    assert_eq!(recover(&paths, None).unwrap(), Recovery::Nothing);
 }
 
 #[test]
@@ -83,11 +83,11 @@ fn torn_head_is_discarded_and_foreign_journal_refused() {
     write(&dest, &[7u8; 4096]);
     let paths = DestPaths::new(&at(&d, "st"), &dest).unwrap();
     std::fs::write(&paths.journal, b"LVMSJRNL\x01\x00J\x10").unwrap();
-    assert_eq!(recover(&paths).unwrap(), Recovery::Nothing);
+    assert_eq!(recover(&paths, None).unwrap(), Recovery::Nothing);
     assert!(!paths.journal.exists());
     let other = DestPaths::new(&at(&d, "st"), &at(&d, "other.img")).unwrap();
     UndoJournal::create(&paths, &head(&other, 4096), 1 << 20).unwrap();
-    let err = recover(&paths).unwrap_err().to_string();
+    let err = recover(&paths, None).unwrap_err().to_string();
     assert!(err.contains("journal belongs to"), "{err}");
     assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 4096]);
 }
@@ -140,7 +140,7 @@ fn stale_frames_in_a_reused_journal_are_not_replayed() {
     Rng(22).fill(&mut applied);
     dst.write_at(&applied, 0).unwrap();
     j.commit(Fingerprint([4; 32])).unwrap();
-    assert_eq!(recover(&paths).unwrap(), Recovery::RolledForward);
+    assert_eq!(recover(&paths, None).unwrap(), Recovery::RolledForward);
     assert!(!paths.journal.exists() && paths.spare.exists());
     // Apply 2 takes the spare, journals the same first range (its frame lands exactly where
     // apply 1's first frame was, followed by apply 1's other seven), writes, and crashes.
@@ -152,7 +152,7 @@ fn stale_frames_in_a_reused_journal_are_not_replayed() {
     assert!(!paths.spare.exists());
     assert_eq!(read_journal(&paths.journal), (1, false));
     assert_eq!(
-        recover(&paths).unwrap(),
+        recover(&paths, None).unwrap(),
         Recovery::RolledBack { entries: 1 }
     );
     // Replaying apply 1's stale frames would have put `old` back over ranges 1-7.
@@ -179,7 +179,7 @@ fn holes_are_journaled_as_zeroes() {
     dst.write_at(&new, 0).unwrap();
     drop(j);
     assert_eq!(
-        recover(&paths).unwrap(),
+        recover(&paths, None).unwrap(),
         Recovery::RolledBack { entries: 4 }
     );
     assert_eq!(std::fs::read(&dest).unwrap(), before);
@@ -195,7 +195,7 @@ fn a_spare_much_larger_than_needed_is_cut_back() {
         let j = UndoJournal::create(&paths, &head(&paths, 4096), need).unwrap();
         let len = std::fs::metadata(&paths.journal).unwrap().len();
         j.commit(Fingerprint([4; 32])).unwrap();
-        assert_eq!(recover(&paths).unwrap(), Recovery::RolledForward);
+        assert_eq!(recover(&paths, None).unwrap(), Recovery::RolledForward);
         len
     };
     assert_eq!(cycle(1 << 20), 1 << 20, "preallocated to the need");

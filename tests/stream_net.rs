@@ -199,3 +199,44 @@ fn network_transfer_resumes_after_the_receiver_is_killed() {
         "resumed send re-sent everything"
     );
 }
+
+#[test]
+fn a_receiver_refusing_a_large_stream_ends_the_sender_with_its_reason() {
+    // The receiver refuses at the header (destination too small, as for a busy device) and
+    // hangs up while the sender still has most of a stream larger than the socket buffers
+    // to write: the sender must stop with the receiver's reason, not wait forever.
+    let pki = Pki::new();
+    let d = tmp();
+    let (dest, st) = (at(&d, "dest.img"), at(&d, "st"));
+    write(&dest, &[5u8; 1 << 20]);
+    let src = at(&d, "src.img");
+    let mut noise = vec![0u8; 32 << 20];
+    Rng(11).fill(&mut noise);
+    write(&src, &noise);
+    let (mut rx, addr) = listen("tcp", &dest, &st, &pki);
+    let mut tx = bin()
+        .args(["send", "--progress", "none"])
+        .arg(&src)
+        .arg("--to")
+        .arg(format!("tcp://{addr}/copy"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = tx.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = tx.kill();
+            panic!("the sender still runs 120 s after the receiver refused");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut tx.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "the sender succeeded: {err}");
+    assert!(err.contains("is 1048576 bytes"), "no reason in: {err}");
+    assert!(!rx.wait().unwrap().success());
+    assert_eq!(std::fs::read(&dest).unwrap(), vec![5u8; 1 << 20]);
+}

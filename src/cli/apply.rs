@@ -18,7 +18,9 @@ pub struct ApplyCmdArgs {
     /// The delta file, or `-` for stdin.
     #[arg(value_name = "DELTA")]
     pub delta: String,
-    /// The destination device or image file.
+    /// The destination device or image file. A block device is opened exclusively (O_EXCL)
+    /// for the whole apply and refused (exit 4, nothing written) while it is mounted or in
+    /// use (LVM/dm, md, another exclusive opener): unmount or deactivate it first.
     #[arg(value_name = "DEST")]
     pub dest: PathBuf,
     #[command(flatten)]

@@ -13,7 +13,8 @@ pub enum Exit {
     Usage = 2,
     /// The source (snapshot, metadata, image) is unusable or corrupt.
     Source = 3,
-    /// The destination can't take the stream (missing, too small, no journal space).
+    /// The destination can't take the stream (missing, too small, mounted or in use, no
+    /// journal space).
     Destination = 4,
     /// A stream or journal failed verification (truncated, corrupted, unknown version).
     Integrity = 5,
@@ -50,7 +51,8 @@ Exit codes:
   1  other failure (I/O, device-mapper, lvm2)
   2  usage error, or a subcommand that is not implemented yet
   3  the source is unusable or its metadata is corrupt (run a full sync)
-  4  the destination can't take the stream (missing, too small, no journal space)
+  4  the destination can't take the stream (missing, too small, mounted or in use, no
+     journal space)
   5  a delta stream or journal failed verification (truncated, corrupted, unknown version);
      the destination was left unchanged (with --resumable: kept up to its last checkpoint)
   6  a network transport failed

@@ -40,9 +40,11 @@ enum Command {
     Diff(diff::DiffArgs),
     /// Write a delta stream of the changes to a file, stdout, ssh, tls:// or quic://
     Send(send::SendArgs),
-    /// Apply a delta stream read from stdin to a device or file, atomically
+    /// Apply a delta stream read from stdin to a device or file, atomically (never into a
+    /// mounted or in-use device)
     Receive(receive::ReceiveArgs),
-    /// Apply a delta file to a device or file, atomically
+    /// Apply a delta file to a device or file, atomically (never into a mounted or in-use
+    /// device)
     Apply(apply::ApplyCmdArgs),
     /// Compare source and destination by hash tree and list (or repair) differing ranges
     Verify(verify::VerifyArgs),

@@ -66,7 +66,9 @@ Examples:
   lvmsync receive --listen tls://0.0.0.0:7000 --cert s.pem --key s.key --client-ca ca.pem \\
       --allow copy=/dev/vg/copy")]
 pub struct ReceiveArgs {
-    /// The destination device or image file (the stream is read from stdin).
+    /// The destination device or image file (the stream is read from stdin). A block device is opened exclusively (O_EXCL)
+    /// for the whole apply and refused (exit 4, nothing written) while it is mounted or in
+    /// use (LVM/dm, md, another exclusive opener): unmount or deactivate it first.
     #[arg(value_name = "DEST", required_unless_present = "listen")]
     pub dest: Option<PathBuf>,
     /// Serve senders on `tls://addr:port`, `quic://addr:port` or `tcp://127.0.0.1:port`.

@@ -5,6 +5,7 @@
 
 use super::receive::ApplyArgs;
 use clap::Args;
+use lvmsync::journal::claim::check_claimable;
 use lvmsync::journal::dest::Destination;
 use lvmsync::journal::snapback::{chain, to_stream, SnapPoint};
 use lvmsync::journal::{apply_stream, DestPaths};
@@ -23,7 +24,8 @@ Examples:
   lvmsync rollback copy.img --snapback /var/lib/lvmsync/snap        # one step back
   lvmsync rollback copy.img --snapback /var/lib/lvmsync/snap --to 1 # back to before image 1")]
 pub struct RollbackArgs {
-    /// The destination device or image file.
+    /// The destination device or image file (a block device must not be mounted or in use:
+    /// refused with exit 4, nothing written).
     #[arg(value_name = "DEST")]
     pub dest: PathBuf,
     /// Roll back through this image (sequence number, or a prefix of the state it restores).
@@ -43,6 +45,10 @@ fn matches(p: &SnapPoint, point: &str) -> bool {
 
 /// Run `lvmsync rollback`.
 pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
+    if !args.list {
+        // Refuse a busy device before spooling anything (each step's apply claims it again).
+        check_claimable(&args.dest)?;
+    }
     let paths = DestPaths::new(&args.apply.state_dir, &args.dest)?;
     let dir = args.apply.snapback.as_ref().ok_or_else(|| {
         Error::InvalidArgument("name the snapback directory with --snapback <DIR>".into())
@@ -84,10 +90,13 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
         progress.finish();
         let _ = std::fs::remove_file(&spool);
         r?;
-        let dest = Destination::open(&args.dest, false)?;
-        if !dest.is_block() && dest.size()? > p.head.size_before {
-            dest.set_len(p.head.size_before)?;
-            dest.sync()?;
+        // A stream can't shrink its destination: cut a grown image file back here.
+        if std::fs::metadata(&args.dest).is_ok_and(|m| m.is_file()) {
+            let dest = Destination::open(&args.dest, false)?;
+            if dest.size()? > p.head.size_before {
+                dest.set_len(p.head.size_before)?;
+                dest.sync()?;
+            }
         }
         std::fs::remove_file(&p.path).map_err(|e| Error::io(&p.path, e))?;
         tracing::info!(

@@ -15,6 +15,7 @@ use clap::Args;
 use lvmsync::blockhash::remote::{serve, HashClient, Served};
 use lvmsync::blockhash::tree::{differing_blocks, HashTree};
 use lvmsync::blockhash::{check_block_size, BlockExtents};
+use lvmsync::journal::claim::check_claimable;
 use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport, DestPaths};
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
@@ -59,7 +60,8 @@ pub struct VerifyArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Send the differing blocks to the destination (journaled, atomic).
+    /// Send the differing blocks to the destination (journaled, atomic); a destination block
+    /// device that is mounted or in use is refused (exit 4) before the comparison.
     #[arg(long)]
     pub repair: bool,
     /// Internal, the far side of `verify ssh://...`: answer hash queries about DEV on
@@ -93,6 +95,10 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
 
 /// Both ends on this machine: one pass over both with the block-hash walker.
 fn verify_local(args: &VerifyArgs, source: &Path, dest: &Path) -> anyhow::Result<()> {
+    if args.repair {
+        // A busy device can't be repaired: say so before the comparison, not after it.
+        check_claimable(dest)?;
+    }
     let size = device_size(source)?;
     let dest_size = device_size(dest)?;
     let found = lvmsync::blockhash::compare_files(dest, source, Bytes(args.block_size))?;

@@ -104,6 +104,10 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
     opts: &ApplyOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ApplyReport> {
+    // Claim the destination before creating anything (state directory, lock, journal): a
+    // mounted or otherwise busy device is refused with nothing written, and the claim held
+    // to the end keeps anyone from mounting it mid-apply. `None`: a file not created yet.
+    let held = Destination::claim(dest)?;
     let paths = DestPaths::new(&opts.state_dir, dest)?;
     let _lock = paths.lock()?;
     let mut reader = StreamReader::open(input, name)?;
@@ -117,21 +121,19 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
     let recovery = if opts.dry_run || resume {
         Recovery::Nothing
     } else {
-        recover(&paths)?
+        recover(&paths, held.as_ref())?
     };
-    let exists = dest.exists();
-    if !exists && !h.is_full() {
+    if held.is_none() && !h.is_full() {
         return Err(dest_err(
             dest,
             "does not exist; run a full sync first".into(),
         ));
     }
-    let size_before = if exists {
-        Destination::open(dest, false)?.size()?
-    } else {
-        0
+    let size_before = match &held {
+        Some(d) => d.size()?,
+        None => 0,
     };
-    if size_before < h.device_size.0 && exists && !opts.grow {
+    if held.is_some() && size_before < h.device_size.0 && !opts.grow {
         return Err(dest_err(
             dest,
             format!(
@@ -162,7 +164,10 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         check_journal_space(&h, &paths)?;
     }
     let mut journal = if resume {
-        let (journal, cp) = super::resume::prepare(&paths, &h)?;
+        let held = held.as_ref().ok_or_else(|| {
+            dest_err(dest, "does not exist, so there is nothing to resume".into())
+        })?;
+        let (journal, cp) = super::resume::prepare(&paths, &h, held)?;
         let marker = match first.take() {
             Some(item) => Some(item),
             None => reader.next_item()?,
@@ -199,20 +204,23 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
     };
     let resumable = opts.resumable || resume;
     let ahead = Ahead::default();
-    // Set once the destination is opened for writing: a failure before it wrote nothing.
+    // Set once the destination may be written (it is open, claimed, from the start): a
+    // failure before it wrote nothing.
     let mut started = false;
-    let run = std::thread::scope(|s| -> Result<Destination> {
+    // The destination file this apply creates, if it did not exist.
+    let mut created = None;
+    let run = std::thread::scope(|s| -> Result<()> {
         let mut j = journal.as_mut();
         let mut covered = Covered::default();
         let mut behind = None;
         if let Some(pre) = prepass {
-            let old = exists.then(|| Destination::open(dest, false)).transpose()?;
+            let old = held.as_ref();
             // Journaling ahead puts every entry before the first progress frame, which a
             // resumable apply can't have: there the pipeline journals as it goes.
             let journaling = match (old, j.take()) {
                 (Some(old), Some(jj)) if !resumable => {
                     let (ahead, durable) = (&ahead, jj.durable());
-                    let t = s.spawn(move || (journal_ahead(ahead, &old, &mut *jj), jj));
+                    let t = s.spawn(move || (journal_ahead(ahead, old, &mut *jj), jj));
                     Some((t, durable))
                 }
                 (_, jj) => {
@@ -244,7 +252,10 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         }
         // From here a failure must stop a journaling thread still running, or the scope
         // would wait for it to journal the rest of the stream for an apply that is over.
-        let d = Destination::open(dest, true).inspect_err(|_| ahead.stop())?;
+        let d = match &held {
+            Some(d) => d,
+            None => &*created.insert(Destination::open(dest, true).inspect_err(|_| ahead.stop())?),
+        };
         started = true;
         // Grow only now that the journal head (with the old size) is durable.
         if size_before < h.device_size.0 {
@@ -253,7 +264,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         let run = super::pipeline::run_records(
             &mut reader,
             first,
-            &d,
+            d,
             name,
             JournalPlan {
                 journal: j,
@@ -273,10 +284,10 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             // Its error, if any, is why the writer stopped waiting.
             joined(t, &paths.journal)?.0?;
         }
-        run.map(|()| d)
+        run.and_then(|()| d.sync())
     });
-    let d = match run {
-        Ok(d) => d,
+    match run {
+        Ok(()) => {}
         Err(e) if !started => {
             // Nothing was written to the destination: a new journal only has to go (a
             // resumed one keeps its durable part for the next try).
@@ -294,10 +305,14 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
                 return Err(keep_partial(e, name, dest, &cp));
             }
             drop(journal);
-            return Err(roll_back_after(e, &paths, opts.unsafe_no_journal));
+            return Err(roll_back_after(
+                e,
+                &paths,
+                held.as_ref().or(created.as_ref()),
+                opts.unsafe_no_journal,
+            ));
         }
-    };
-    d.sync()?;
+    }
     let journal_len = journal.map(|j| j.commit(h.target)).transpose()?;
     DestState {
         dest: paths.canonical.clone(),
@@ -346,11 +361,16 @@ fn keep_partial(e: Error, name: &str, dest: &Path, cp: &Checkpoint) -> Error {
 }
 
 /// Undo what was written, then return `e` saying so.
-fn roll_back_after(e: Error, paths: &DestPaths, no_journal: bool) -> Error {
+fn roll_back_after(
+    e: Error,
+    paths: &DestPaths,
+    held: Option<&Destination>,
+    no_journal: bool,
+) -> Error {
     if no_journal {
         return e;
     }
-    match recover(paths) {
+    match recover(paths, held) {
         Ok(_) => match e {
             Error::Integrity { stream, detail } => Error::Integrity {
                 stream,

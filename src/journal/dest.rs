@@ -1,8 +1,11 @@
 //! The destination: a block device or an image file, opened for positioned reads and writes.
+//! A block device is claimed exclusively while it is open (see [`super::claim`]), so one
+//! apply opens it once and does all its reads and writes through that one handle.
 
+use super::claim::open_claimed;
 use crate::error::{Error, Result};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// An open destination device or file.
@@ -16,17 +19,12 @@ pub struct Destination {
 pub const IO_PIECE: u64 = 1 << 20;
 
 impl Destination {
-    /// Open `path` read-write; with `create`, a missing regular file is created empty.
+    /// Open `path` read-write; with `create`, a missing regular file is created empty. A
+    /// block device is claimed exclusively until the `Destination` is dropped: refused with
+    /// a destination error if it is mounted or in use.
     pub fn open(path: &Path, create: bool) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        let (file, is_block) = open_claimed(path, create)?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        let is_block = meta.file_type().is_block_device();
         if !is_block && !meta.is_file() {
             return Err(Error::Destination {
                 dest: path.display().to_string(),
@@ -38,6 +36,19 @@ impl Destination {
             path: path.to_path_buf(),
             is_block,
         })
+    }
+
+    /// Open `path` as [`Self::open`] does if it exists; `None` if it does not (a file an
+    /// apply of a full stream creates later). Writers call this before they create any
+    /// journal, lock or state file, so a busy device is refused with nothing written.
+    pub fn claim(path: &Path) -> Result<Option<Self>> {
+        match Self::open(path, false) {
+            Ok(d) => Ok(Some(d)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The path as given, for messages.

@@ -1,5 +1,6 @@
 //! The journaled receiver: apply a delta stream so the destination is never left torn.
 //!
+//! - [`claim`]: exclusive opening of destination block devices (refused while mounted or in use).
 //! - [`dest`]: the destination device or file.
 //! - [`format`]: the undo journal's frames (stream framing, own tags).
 //! - [`undo`]: writing the journal in crash-safe order.
@@ -19,6 +20,7 @@
 //! crash, `recover` yields exactly the base (no commit) or exactly the target (commit).
 
 pub mod apply;
+pub mod claim;
 pub mod dest;
 pub mod format;
 mod pipeline;

@@ -81,8 +81,10 @@ fn open_journal(paths: &DestPaths) -> Result<Option<JournalReader<BufReader<File
         .map_err(|e| Error::io(&paths.journal, e))
 }
 
-/// Finish or undo an interrupted apply to the destination whose files are `paths`.
-pub fn recover(paths: &DestPaths) -> Result<Recovery> {
+/// Finish or undo an interrupted apply to the destination whose files are `paths`. `held`
+/// is the destination if the caller already opened (claimed) it, as writers do before
+/// anything else; otherwise it is opened here when there is something to undo.
+pub fn recover(paths: &DestPaths, held: Option<&Destination>) -> Result<Recovery> {
     let jerr = |e| Error::io(&paths.journal, e);
     let Some(mut scan) = open_journal(paths)? else {
         if paths.journal.exists() {
@@ -113,7 +115,14 @@ pub fn recover(paths: &DestPaths) -> Result<Recovery> {
         retire(paths)?;
         return Ok(Recovery::RolledForward);
     }
-    let dest = Destination::open(std::path::Path::new(&head.dest), false)?;
+    let opened;
+    let dest = match held {
+        Some(d) => d,
+        None => {
+            opened = Destination::open(std::path::Path::new(&head.dest), false)?;
+            &opened
+        }
+    };
     let mut journal = open_journal(paths)?.expect("head was valid a moment ago");
     let mut entries = 0u64;
     while let Some(entry) = journal.next_entry().map_err(jerr)? {

@@ -70,8 +70,13 @@ pub fn resume_point(paths: &DestPaths) -> Result<Option<Checkpoint>> {
 
 /// Prepare to resume the kept apply for the stream described by `h`: check it is the same
 /// delta, undo everything written after the last durable checkpoint, and reopen the journal
-/// there. Returns the journal and the checkpoint the stream must continue from.
-pub fn prepare(paths: &DestPaths, h: &Header) -> Result<(UndoJournal, Checkpoint)> {
+/// there, writing through `dest` (the destination, claimed by the apply). Returns the journal
+/// and the checkpoint the stream must continue from.
+pub fn prepare(
+    paths: &DestPaths,
+    h: &Header,
+    dest: &Destination,
+) -> Result<(UndoJournal, Checkpoint)> {
     let mut scan = open(paths)?;
     let jerr = |e| Error::io(&paths.journal, e);
     while scan.next_entry().map_err(jerr)?.is_some() {}
@@ -99,7 +104,6 @@ pub fn prepare(paths: &DestPaths, h: &Header) -> Result<(UndoJournal, Checkpoint
                 .into(),
         });
     };
-    let dest = Destination::open(std::path::Path::new(&head.dest), false)?;
     let mut undo = open(paths)?;
     let mut seen = 0;
     while let Some(entry) = undo.next_entry().map_err(jerr)? {

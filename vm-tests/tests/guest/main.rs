@@ -9,6 +9,7 @@
 //! Add a scenario as `mod <name>;` with its file beside this one; start each test with a
 //! fixture from `lvmsync_vm_tests` (they refuse to run outside the guest).
 
+mod busy_lv;
 mod cow_diff;
 mod probe;
 mod probe_errors;
