@@ -129,6 +129,17 @@ fn text_is_the_default_and_usage_errors_follow_the_format() {
     for l in err.lines() {
         assert!(l.starts_with("lvmsync: "), "{l:?}");
     }
+    // An error says its OS cause once (the library's I/O errors print it and also carry it
+    // as their source).
+    let missing = bin()
+        .args(["apply", "--progress", "none"])
+        .arg(at(&d, "no-such.lvd"))
+        .arg(&v0)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     let usage = bin()
         .args(["verify", "--log-format", "json"])
         .output()

@@ -237,6 +237,9 @@ fn a_receiver_refusing_a_large_stream_ends_the_sender_with_its_reason() {
     std::io::Read::read_to_string(&mut tx.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success(), "the sender succeeded: {err}");
     assert!(err.contains("is 1048576 bytes"), "no reason in: {err}");
+    // Said once, naming the destination once.
+    assert_eq!(err.matches("is 1048576 bytes").count(), 1, "{err}");
+    assert_eq!(err.matches("the receiver failed").count(), 1, "{err}");
     assert!(!rx.wait().unwrap().success());
     assert_eq!(std::fs::read(&dest).unwrap(), vec![5u8; 1 << 20]);
 }

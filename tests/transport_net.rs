@@ -123,8 +123,13 @@ fn cut_connection_is_an_error_not_a_short_stream() {
         conn.write_all(&test_bytes("cut", 3 * MIB)).unwrap();
         drop(conn); // sender dies without ending the stream
         let err = server.join().unwrap().unwrap_err().to_string();
+        // QUIC's goodbye (CONNECTION_CLOSE) is one unacknowledged datagram: on a CPU-starved
+        // machine the receiver's socket can drop it while its thread waits for a core, and
+        // then the receiver learns of the cut from its idle timeout instead (still an error,
+        // never a short stream taken as whole; reproduced under three busy loops on 2 cores).
+        let timed_out = scheme == "quic" && err.contains("timed out");
         assert!(
-            err.contains("closed") || err.contains("lost") || err.contains("reset"),
+            err.contains("closed") || err.contains("lost") || err.contains("reset") || timed_out,
             "{scheme}: {err}"
         );
     }

@@ -89,8 +89,26 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => Exit::Ok.into(),
         Err(err) => {
-            tracing::error!("{err:#}");
+            tracing::error!("{}", one_line(&err));
             exit::classify(&err).into()
         }
     }
+}
+
+/// The error and its causes on one line, `: `-separated, leaving out a cause whose text the
+/// line already holds: the library's I/O errors print their OS error themselves ("dev:
+/// No such file or directory") and also carry it as their source, which `{:#}` would
+/// print a second time.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }

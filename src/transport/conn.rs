@@ -197,6 +197,7 @@ impl NetConn {
 
     /// If the receiver reported a failure, that explains a write error best. A write usually
     /// fails because the receiver gave up and closed, so give its Status a moment to arrive.
+    /// (The caller names the endpoint: the stream writer wraps write errors with it.)
     fn explain_write(&mut self, e: io::Error) -> io::Error {
         let deadline = std::time::Instant::now() + STATUS_GRACE;
         while self.answer.as_ref().is_some_and(|h| !h.is_finished())
@@ -206,13 +207,10 @@ impl NetConn {
         }
         if self.answer.as_ref().is_some_and(|h| h.is_finished()) {
             if let Some(Ok(Err(msg))) = self.answer.take().map(|h| h.join().unwrap_or(Ok(Ok(())))) {
-                return io::Error::new(
-                    e.kind(),
-                    format!("{}: the receiver failed: {msg}", self.endpoint),
-                );
+                return io::Error::new(e.kind(), format!("the receiver failed: {msg}"));
             }
         }
-        io::Error::new(e.kind(), format!("{}: {e}", self.endpoint))
+        e
     }
 }
 
