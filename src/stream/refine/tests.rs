@@ -5,17 +5,14 @@ use super::*;
 
 const K64: u64 = 65536;
 
-/// `n` bytes of a xorshift stream (incompressible, never a zero 4 KiB unit in practice).
+/// `n` bytes of blake3's output stream keyed by `seed` (incompressible, reproducible, never
+/// a zero 4 KiB unit in practice).
 fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut out = vec![0u8; n];
+    let mut h = blake3::Hasher::new();
+    h.update(&seed.to_le_bytes());
+    h.finalize_xof().fill(&mut out);
+    out
 }
 
 struct Images {
