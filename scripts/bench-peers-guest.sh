@@ -75,8 +75,9 @@ dd if=$M-origin of=$M-thin bs=4M iflag=direct oflag=direct status=none
 dd if=$M-origin of=$M-dold bs=4M iflag=direct oflag=direct status=none
 log "base written in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.0f", b-a}') s"
 
-lvc -s -L $((S / 20 + 16))M -n c1 $VG/origin
-lvc -s -kn -n s1 $VG/thin
+# Read-only (-pr), as sent snapshots should be kept: lvmsync then refines against them.
+lvc -s -pr -L $((S / 20 + 16))M -n c1 $VG/origin
+lvc -s -pr -kn -n s1 $VG/thin
 
 log "rewriting 1% of origin and thin (the same bytes)"
 # Half of it as scattered 4 KiB blocks at uniformly random 4 KiB-aligned offsets, half as

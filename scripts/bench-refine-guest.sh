@@ -44,7 +44,8 @@ for b in range(size // 65536):
     os.pwrite(fd, blk, b * 65536)
 os.fsync(fd)
 PY
-lvc -s -kn -n s1 $VG/thin
+# Read-only (-pr): a sent snapshot kept as the base, which B refines against by default.
+lvc -s -pr -kn -n s1 $VG/thin
 python3 - "$S" $M-thin <<'PY'
 import os, random, sys
 size_mib, dev = int(sys.argv[1]), sys.argv[2]

@@ -23,6 +23,7 @@ Examples:
   lvmsync send --base old.img new.img --to - | lvmsync receive /dev/vg/copy
   lvmsync send vg0/snap2 --since vg0/snap1 --to delta.lvd   # live LVM snapshots
   lvmsync send vg0/snap2 --since vg0/snap1 --no-refine --to delta.lvd  # whole changed blocks
+  lvchange -pr vg0/snap1   # a read-only base: --since sends only the changed 4 KiB units
   lvmsync send vg0/thinsnap --to full.lvd                   # full sync of a thin snapshot
   lvmsync send --base old.img new.img --to ssh://backup/srv/copy.img
   lvmsync send --base old.img new.img --to tls://backup:7000/copy --cert c.pem --key c.key --ca ca.pem")]
@@ -36,15 +37,23 @@ pub struct SendArgs {
     /// Old image: send only the blocks that differ from it (block-hash compare).
     #[arg(long, value_name = "OLD", conflicts_with = "since")]
     pub base: Option<PathBuf>,
-    /// Older LVM snapshot of the same volume: send the changes since it. Its device is
-    /// also read to refine them: of each changed thin block or COW chunk only the 4 KiB
-    /// units that differ from it are sent (see --no-refine).
+    /// Older LVM snapshot of the same volume: send the changes since it. When its device
+    /// is read-only (`lvcreate -pr`, `lvchange -pr`) it is also read to refine them: of
+    /// each changed thin block or COW chunk only the 4 KiB units that differ from it are
+    /// sent (see --refine, --no-refine).
     #[arg(long, value_name = "SNAPSHOT")]
     pub since: Option<String>,
+    /// With --since: refine even though the older snapshot is writable. Refining trusts
+    /// its bytes to be those the destination holds: use this only if it has not been
+    /// written since it was sent (not even by `mount -o ro`, which replays an ext4/XFS
+    /// journal into it); a write there would make the send leave out bytes the destination
+    /// needs. Making it read-only (`lvchange -pr`) is the safe way.
+    #[arg(long, requires = "since", conflicts_with = "no_refine")]
+    pub refine: bool,
     /// With --since: send whole changed blocks/chunks as the snapshot metadata lists them,
-    /// without reading the older snapshot to drop their 4 KiB units equal to it (refining
-    /// costs one read of the older snapshot's changed blocks and a second read of the units
-    /// that differ; it saves hashing, compressing, sending and applying the equal ones).
+    /// even when the older snapshot is read-only (refining costs one read of the older
+    /// snapshot's changed blocks and a second read of the units that differ; it saves
+    /// hashing, compressing, sending and applying the equal ones).
     #[arg(long, requires = "since")]
     pub no_refine: bool,
     /// Block size in bytes for --base compares and zero detection.
@@ -286,10 +295,11 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     }
     h.target = lvm_identity(&snap);
     let refine_base = match (&base, args.no_refine) {
-        (Some(b), false) => Some(Refinable {
-            device: PathBuf::from(format!("/dev/mapper/{}", b.dm_name)),
-            name: args.since.clone().unwrap_or_default(),
-        }),
+        (Some(b), false) => refinable(
+            PathBuf::from(format!("/dev/mapper/{}", b.dm_name)),
+            args.since.clone().unwrap_or_default(),
+            args.refine,
+        ),
         _ => None,
     };
     Ok(Plan {
@@ -423,6 +433,38 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The older snapshot to refine against, when that is safe: its device is read-only, so its
+/// bytes are still those that were sent and that the destination holds; or the user said so
+/// (`--refine`). A writable one may have been written since (a journal replay by a
+/// read-only mount is enough), and refining against it could leave out bytes the
+/// destination needs: then whole blocks are sent, and one info line says how to refine.
+fn refinable(device: PathBuf, name: String, forced: bool) -> Option<Refinable> {
+    if forced || read_only(&device) {
+        return Some(Refinable { device, name });
+    }
+    tracing::info!(
+        base = %device.display(),
+        "not refining: {name} is writable, so its bytes may no longer be those the destination \
+         holds; sending whole changed blocks. To send only the changed 4 KiB units, keep sent \
+         snapshots read-only (`lvchange -pr {name}`), or pass --refine if it has not been \
+         written since it was sent"
+    );
+    None
+}
+
+/// Whether the kernel marks block device `dev` read-only (`/sys/dev/block/<maj>:<min>/ro`),
+/// as LVM does for an LV with `r` permission; false when that can't be told.
+fn read_only(dev: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dev) else {
+        return false;
+    };
+    let rdev = meta.rdev();
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/ro"))
+        .is_ok_and(|s| s.trim() == "1")
+}
+
 /// `changes` cut down to the 4 KiB units of `src` that differ from the older snapshot, or
 /// `None` (send them whole) when its device can't be opened: then one info line says how to
 /// make it readable. Nothing is activated here.
@@ -443,8 +485,13 @@ fn refine_changes(
         return Ok(None);
     }
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let r = refine(changes, src, &base.device, workers)
-        .with_context(|| format!("refining the changes against {}", base.device.display()))?;
+    let r = refine(changes, src, &base.device, workers).with_context(|| {
+        format!(
+            "refining the changes against {} (pass --no-refine to send whole changed blocks \
+                 without reading it)",
+            base.device.display()
+        )
+    })?;
     tracing::info!(
         base = %base.device.display(),
         compared_bytes = r.compared.0,

@@ -3,9 +3,9 @@
 //! - Thin: a full `lvmsync send` of thin snapshot s1 (as a delta file, `lvmsync apply`), then
 //!   known writes and a discard on the thin LV, snapshot s2, `send s2 --since s1` applied the
 //!   same way: the destination equals s1, then s2, byte for byte. Then 4 KiB writes into
-//!   24 of s2's mapped 64 KiB blocks, snapshot s3: `send s3 --since s2` (refined against s2,
-//!   the default) carries about those 24 units, `--no-refine` their 24 whole blocks, and the
-//!   destination equals s3.
+//!   24 of s2's mapped 64 KiB blocks, snapshot s3: `send s3 --since s2` carries their 24
+//!   whole blocks while s2 is writable, and about those 24 units once it is read-only
+//!   (`lvchange -pr`: refined against s2); the destination equals s3.
 //! - Classic: the same with a classic LV and COW snapshots, streamed through a pipe
 //!   (`send --to - | lvmsync receive <dest>`); the incremental's changed chunks come from
 //!   the older snapshot's exception store, its data from the newer snapshot.
@@ -167,11 +167,31 @@ fn thin_full_then_incremental_into_lv() {
     }
     create_thin_snapshot(&vg.lv("thin"), "s3").expect("thin snapshot s3");
     let (s2, s3) = (vg.lv("s2"), vg.lv("s3"));
+    // s2 is writable (LVM's default): it may have been written since it was sent, so it is
+    // not refined against unless --refine says so.
+    let bin = lvmsync_bin().to_string_lossy().into_owned();
     let plan = run(
-        &lvmsync_bin().to_string_lossy(),
+        &bin,
         &["send", &s3, "--since", &s2, "--dry-run", "--to", "-"],
     );
-    assert!(plan.contains("an upper bound"), "dry run: {plan}");
+    assert!(
+        !plan.contains("an upper bound"),
+        "dry run, writable s2: {plan}"
+    );
+    let plan = run(
+        &bin,
+        &[
+            "send",
+            &s3,
+            "--since",
+            &s2,
+            "--refine",
+            "--dry-run",
+            "--to",
+            "-",
+        ],
+    );
+    assert!(plan.contains("an upper bound"), "dry run, --refine: {plan}");
     let whole_file = temp("thin-whole.lvd");
     lvmsync_ok(&[
         "send",
@@ -180,11 +200,12 @@ fn thin_full_then_incremental_into_lv() {
         &s3,
         "--since",
         &s2,
-        "--no-refine",
         "--to",
         &whole_file,
     ]);
     let whole = std::fs::metadata(&whole_file).expect("delta file").len();
+    // Read-only, it is refined against by default.
+    run("lvchange", &["-pr", &s2]);
     let refined = send_apply(
         &[&s3, "--since", &s2],
         &dst,
