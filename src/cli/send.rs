@@ -149,7 +149,7 @@ struct Refinable {
     /// Its device node (`/dev/mapper/<dm name>`): the older point in time (for classic
     /// snapshots too: a snapshot device shows its origin as it was when it was taken).
     device: PathBuf,
-    /// How the user named it (for the hint when it can't be read).
+    /// How the user named it (for the dry run's plan).
     name: String,
 }
 
@@ -360,10 +360,8 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     }
     let src = &read_from;
     if let Some(base) = &refine_base {
-        if let Some(refined) = refine_changes(&changes, src, base)? {
-            header.touched_bytes = refined.changed_bytes();
-            changes = refined;
-        }
+        changes = refine_changes(&changes, src, base)?;
+        header.touched_bytes = changes.changed_bytes();
     }
     let mut progress = Progress::new(args.progress, "send");
     let mut report = |d, t| progress.update(d, t);
@@ -433,12 +431,23 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The older snapshot to refine against, when that is safe: its device is read-only, so its
-/// bytes are still those that were sent and that the destination holds; or the user said so
-/// (`--refine`). A writable one may have been written since (a journal replay by a
-/// read-only mount is enough), and refining against it could leave out bytes the
-/// destination needs: then whole blocks are sent, and one info line says how to refine.
+/// The older snapshot to refine against, when that is possible and safe: its device can be
+/// read, and it is read-only, so its bytes are still those that were sent and that the
+/// destination holds; or the user said so (`--refine`). A writable one may have been written
+/// since (a journal replay by a read-only mount is enough), and refining against it could
+/// leave out bytes the destination needs. Otherwise whole blocks are sent, and one info line
+/// says why and how to refine. Nothing is activated here.
 fn refinable(device: PathBuf, name: String, forced: bool) -> Option<Refinable> {
+    if let Err(e) = File::open(&device) {
+        tracing::info!(
+            base = %device.display(),
+            "not refining: can't read {} ({e}); sending whole changed blocks. To send only \
+             the changed 4 KiB units, make it readable (a thin snapshot with the activation-skip \
+             flag: `lvchange -ay -K {name}`), or pass --no-refine to silence this",
+            device.display()
+        );
+        return None;
+    }
     if forced || read_only(&device) {
         return Some(Refinable { device, name });
     }
@@ -465,25 +474,8 @@ fn read_only(dev: &Path) -> bool {
         .is_ok_and(|s| s.trim() == "1")
 }
 
-/// `changes` cut down to the 4 KiB units of `src` that differ from the older snapshot, or
-/// `None` (send them whole) when its device can't be opened: then one info line says how to
-/// make it readable. Nothing is activated here.
-fn refine_changes(
-    changes: &ChangeSet,
-    src: &Path,
-    base: &Refinable,
-) -> anyhow::Result<Option<ChangeSet>> {
-    if let Err(e) = File::open(&base.device) {
-        tracing::info!(
-            base = %base.device.display(),
-            "not refining: can't read {} ({e}); sending whole changed blocks. To send only \
-             the changed 4 KiB units, make it readable (a thin snapshot with the activation-skip \
-             flag: `lvchange -ay -K {}`), or pass --no-refine to silence this",
-            base.device.display(),
-            base.name
-        );
-        return Ok(None);
-    }
+/// `changes` cut down to the 4 KiB units of `src` that differ from the older snapshot.
+fn refine_changes(changes: &ChangeSet, src: &Path, base: &Refinable) -> anyhow::Result<ChangeSet> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let r = refine(changes, src, &base.device, workers).with_context(|| {
         format!(
@@ -501,7 +493,7 @@ fn refine_changes(
         r.unchanged,
         r.compared
     );
-    Ok(Some(r.changes))
+    Ok(r.changes)
 }
 
 fn print_plan(
