@@ -75,7 +75,42 @@ pub fn apply_stream(
     opts: &ApplyOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ApplyReport> {
-    apply_inner(input, None::<std::io::Empty>, name, dest, opts, progress)
+    // Claim the destination before creating anything (state directory, lock, journal): a
+    // mounted or otherwise busy device is refused with nothing written, and the claim held
+    // to the end keeps anyone from mounting it mid-apply. `None`: a file not created yet.
+    let held = Destination::claim(dest)?;
+    apply_inner(
+        input,
+        None::<std::io::Empty>,
+        name,
+        dest,
+        held.as_ref(),
+        opts,
+        progress,
+    )
+}
+
+/// [`apply_stream`] into `dest`, which the caller has claimed ([`Destination::claim`]) and
+/// holds across more than this apply: a command that prepares its stream (spools a rollback
+/// or repair) or applies several keeps the device claimed throughout, so nobody can mount it
+/// between the steps.
+pub fn apply_stream_held(
+    input: impl Read + Send,
+    name: &str,
+    dest: &Destination,
+    opts: &ApplyOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ApplyReport> {
+    let path = dest.path();
+    apply_inner(
+        input,
+        None::<std::io::Empty>,
+        name,
+        path,
+        Some(dest),
+        opts,
+        progress,
+    )
 }
 
 /// Apply the delta file `delta` to `dest`, verifying the whole file before writing anything
@@ -92,22 +127,30 @@ pub fn apply_file(
         Ok(BufReader::with_capacity(1 << 20, f))
     };
     let name = delta.display().to_string();
-    apply_inner(open()?, Some(open()?), &name, dest, opts, progress)
+    // Claimed before anything is created, and held to the end, as by [`apply_stream`].
+    let held = Destination::claim(dest)?;
+    apply_inner(
+        open()?,
+        Some(open()?),
+        &name,
+        dest,
+        held.as_ref(),
+        opts,
+        progress,
+    )
 }
 
-/// [`apply_stream`], with `prepass` (the same stream again) verified in full first.
+/// [`apply_stream`] into `dest`, claimed by the caller as `held` (`None`: a file not created
+/// yet), with `prepass` (the same stream again) verified in full first.
 fn apply_inner<R: Read + Send, P: Read + Send>(
     input: R,
     prepass: Option<P>,
     name: &str,
     dest: &Path,
+    held: Option<&Destination>,
     opts: &ApplyOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ApplyReport> {
-    // Claim the destination before creating anything (state directory, lock, journal): a
-    // mounted or otherwise busy device is refused with nothing written, and the claim held
-    // to the end keeps anyone from mounting it mid-apply. `None`: a file not created yet.
-    let held = Destination::claim(dest)?;
     let paths = DestPaths::new(&opts.state_dir, dest)?;
     let _lock = paths.lock()?;
     let mut reader = StreamReader::open(input, name)?;
@@ -121,7 +164,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
     let recovery = if opts.dry_run || resume {
         Recovery::Nothing
     } else {
-        recover(&paths, held.as_ref())?
+        recover(&paths, held)?
     };
     if held.is_none() && !h.is_full() {
         return Err(dest_err(
@@ -129,7 +172,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             "does not exist; run a full sync first".into(),
         ));
     }
-    let size_before = match &held {
+    let size_before = match held {
         Some(d) => d.size()?,
         None => 0,
     };
@@ -164,7 +207,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         check_journal_space(&h, &paths)?;
     }
     let mut journal = if resume {
-        let held = held.as_ref().ok_or_else(|| {
+        let held = held.ok_or_else(|| {
             dest_err(dest, "does not exist, so there is nothing to resume".into())
         })?;
         let (journal, cp) = super::resume::prepare(&paths, &h, held)?;
@@ -220,7 +263,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             if let Some(pre) = prepass {
                 // Journaling ahead puts every entry before the first progress frame, which a
                 // resumable apply can't have: there the pipeline journals as it goes.
-                match (held.as_ref(), j.take()) {
+                match (held, j.take()) {
                     (Some(old), Some(jj)) if !resumable => {
                         let ahead = &ahead;
                         behind = Some(jj.durable());
@@ -250,7 +293,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
                     }
                 }
             }
-            let d = match &held {
+            let d = match held {
                 Some(d) => d,
                 None => &*created.insert(Destination::open(dest, true)?),
             };
@@ -302,7 +345,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             return Err(roll_back_after(
                 e,
                 &paths,
-                held.as_ref().or(created.as_ref()),
+                held.or(created.as_ref()),
                 opts.unsafe_no_journal,
             ));
         }
