@@ -265,6 +265,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
                 // resumable apply can't have: there the pipeline journals as it goes.
                 match (held, j.take()) {
                     (Some(old), Some(jj)) if !resumable => {
+                        // It goes on into the applying pass, whose writer waits for its syncs.
                         let ahead = &ahead;
                         behind = Some(jj.durable());
                         journaling =
