@@ -3,17 +3,22 @@
 //! --repair, rollback — with exit code 4 and a message naming the device, what holds it and
 //! the fix; its bytes stay identical and no state directory, lock, journal or state file is
 //! created. Once released, the same command succeeds. Reads (send, verify) keep working on
-//! a mounted device, and an apply keeps its claim while it writes. Needs root and loop
-//! devices: each test is skipped, with the reason printed, where they are unavailable.
+//! a mounted device, and an apply keeps its claim while it writes; rollback and verify
+//! --repair keep theirs from before they spool their stream to the end of its apply. Needs
+//! root and loop devices: each test is skipped, with the reason printed, where they are
+//! unavailable.
 
 mod loop_support;
 mod stream_util;
 
 use loop_support::LoopDevice;
+use lvmsync::journal::DestPaths;
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 use stream_util::*;
 
 const MIB: usize = 1 << 20;
@@ -181,4 +186,127 @@ fn loop_apply_keeps_its_claim_while_writing() {
     );
     assert!(child.wait().unwrap().success());
     assert_eq!(lo.hash(), file_hash(&img));
+}
+
+/// Run `lvmsync <args...> --state-dir <st>` with a FIFO at `spool`, the file it spools its
+/// stream to: it blocks there, before its apply, until the FIFO is read. While it is
+/// blocked, the device must stay claimed (an `O_EXCL` open fails with `EBUSY`), so nothing
+/// could have been mounted since the command checked it. Then it is killed (nothing was
+/// written yet) and the FIFO removed.
+fn assert_claimed_while_spooling(args: &[&str], st: &Path, spool: &Path, dev: &Path) {
+    nix::unistd::mkfifo(spool, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut child = bin()
+        .args(args)
+        .arg("--state-dir")
+        .arg(st)
+        .args(["--progress", "none"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut fifo = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(spool)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut byte = [0u8];
+    // The first spooled byte: the command is past its claim and writing (then blocked).
+    while !matches!(fifo.read(&mut byte), Ok(1)) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("{args:?} ended ({status}) before spooling: {err}");
+        }
+        assert!(Instant::now() < deadline, "{args:?} spooled nothing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let claimed = hold_exclusively(dev);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(spool).unwrap();
+    let e = claimed.expect_err("the device was claimable while the stream was spooled");
+    assert_eq!(e.raw_os_error(), Some(nix::libc::EBUSY), "{args:?}");
+}
+
+/// A loop device holding `old` (8 MiB of its own bytes), and `img`, different bytes to send.
+struct Spooling {
+    lo: LoopDevice,
+    d: tempfile::TempDir,
+    st: PathBuf,
+    old: PathBuf,
+    img: PathBuf,
+}
+
+fn spooling_setup() -> Option<Spooling> {
+    let lo = LoopDevice::new(8)?;
+    let d = tmp();
+    let (st, old, img) = (at(&d, "st"), at(&d, "old.img"), at(&d, "v0.img"));
+    write(&old, &make_image(8 * MIB, 11));
+    std::fs::write(&lo.path, std::fs::read(&old).unwrap()).unwrap();
+    write(&img, &make_image(8 * MIB, 4141));
+    Some(Spooling {
+        lo,
+        d,
+        st,
+        old,
+        img,
+    })
+}
+
+#[test]
+fn loop_rollback_keeps_its_claim_while_spooling() {
+    let Some(Spooling {
+        lo,
+        d,
+        st,
+        old,
+        img,
+    }) = spooling_setup()
+    else {
+        return;
+    };
+    let (snap, full) = (at(&d, "snap"), at(&d, "full.lvd"));
+    send_delta(None, &img, &full);
+    let snap_s = snap.to_str().unwrap();
+    // The undo image holds the old bytes: a large stream to roll back.
+    ok(&apply(&full, &lo.path, &st, &["--snapback", snap_s]));
+    assert_eq!(lo.hash(), file_hash(&img));
+    let spool = DestPaths::new(&st, &lo.path)
+        .unwrap()
+        .journal
+        .with_extension("rollback.lvd");
+    let rollback = ["rollback", lo.dev(), "--snapback", snap_s];
+    assert_claimed_while_spooling(&rollback, &st, &spool, &lo.path);
+    assert_eq!(lo.hash(), file_hash(&img), "the killed rollback wrote");
+    ok(&lvmsync(&rollback, &st));
+    assert_eq!(lo.hash(), file_hash(&old), "rollback did not restore");
+}
+
+#[test]
+fn loop_repair_keeps_its_claim_while_spooling() {
+    let Some(Spooling {
+        lo,
+        d: _d,
+        st,
+        old,
+        img,
+    }) = spooling_setup()
+    else {
+        return;
+    };
+    let spool = DestPaths::new(&st, &lo.path)
+        .unwrap()
+        .journal
+        .with_extension("repair.lvd");
+    let repair = ["verify", img.to_str().unwrap(), lo.dev(), "--repair"];
+    assert_claimed_while_spooling(&repair, &st, &spool, &lo.path);
+    assert_eq!(lo.hash(), file_hash(&old), "the killed repair wrote");
+    ok(&lvmsync(&repair, &st));
+    assert_eq!(lo.hash(), file_hash(&img), "repair did not repair");
 }

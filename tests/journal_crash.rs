@@ -15,7 +15,12 @@
 //!
 //! Every other kill lands in an apply that reuses the spare journal two earlier applies
 //! left (full of their frames, which must never be replayed); the others start a new one.
+//!
+//! `LVMSYNC_TEST_JOURNALING_PANICS` (test-only) makes that journaling thread panic: an apply
+//! that fails early (a corrupt file, a device that can't be grown) must still report it as
+//! an error and leave the destination as it was.
 
+mod loop_support;
 mod stream_util;
 use lvmsync::journal::format::JournalReader;
 use lvmsync::stream::fingerprint::content_fingerprint;
@@ -275,4 +280,85 @@ fn kill_9_during_recovery_leaves_base_or_committed_target() {
     eprintln!("recovery kills mid-recovery: {mid}");
     assert!(mid >= 50, "only {mid} kills landed mid-recovery");
     let _ = &f.dir;
+}
+
+/// Assert the apply in `o` failed with an error naming the journaling thread's panic (and
+/// `cause`, the apply's own failure) instead of dying of the panic (exit 101).
+fn assert_panic_reported(o: &std::process::Output, cause: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let code = o.status.code();
+    assert!(
+        code.is_some_and(|c| c != 0 && c != 101),
+        "exit {code:?}: {err}"
+    );
+    for want in ["journaling thread panicked", cause] {
+        assert!(err.contains(want), "no {want:?} in: {err}");
+    }
+}
+
+/// A journaling thread that panics while a delta file fails verification is joined and
+/// reported: the apply exits with an error, not a panic, and writes nothing.
+#[test]
+fn journaling_thread_panic_after_failed_verification_is_an_error() {
+    let d = tmp();
+    let (v0, v1) = base_and_target(&d, SIZE, 4242, 99, 40);
+    let (dest, st, full, delta) = (
+        at(&d, "dest.img"),
+        at(&d, "st"),
+        at(&d, "full.lvd"),
+        at(&d, "d01.lvd"),
+    );
+    send_delta(None, &v0, &full);
+    ok(&apply(&full, &dest, &st, &[]));
+    send_delta(Some(&v0), &v1, &delta);
+    let mut bad = std::fs::read(&delta).unwrap();
+    let n = bad.len();
+    bad[n * 3 / 4] ^= 0x5a;
+    std::fs::write(&delta, &bad).unwrap();
+    let o = bin()
+        .env("LVMSYNC_TEST_JOURNALING_PANICS", "1")
+        .args(["apply", "--progress", "none"])
+        .arg(&delta)
+        .arg(&dest)
+        .arg("--state-dir")
+        .arg(&st)
+        .output()
+        .unwrap();
+    assert_panic_reported(&o, "checksum");
+    assert_eq!(file_hash(&dest), file_hash(&v0), "the destination changed");
+    let journal = std::fs::read_dir(&st).unwrap().any(|e| {
+        e.unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "journal")
+    });
+    assert!(!journal, "a journal was left behind");
+}
+
+/// The same when the destination can't be grown (a loop device smaller than the stream's
+/// device, with `--grow`): the journaling thread is stopped, panics, and the apply reports
+/// both that and the refusal, with the device untouched.
+#[test]
+fn journaling_thread_panic_after_failed_grow_is_an_error() {
+    let Some(lo) = loop_support::LoopDevice::new(4) else {
+        return;
+    };
+    let d = tmp();
+    let (img, st, full) = (at(&d, "v0.img"), at(&d, "st"), at(&d, "full.lvd"));
+    write(&img, &make_image(2 * SIZE, 808));
+    send_delta(None, &img, &full);
+    let before = lo.hash();
+    let o = bin()
+        // Slow journaling: the thread is still at work when the grow fails and stops it.
+        .env("LVMSYNC_TEST_SLOW_MS", "20")
+        .env("LVMSYNC_TEST_JOURNALING_PANICS", "1")
+        .args(["apply", "--progress", "none", "--grow"])
+        .arg(&full)
+        .arg(&lo.path)
+        .arg("--state-dir")
+        .arg(&st)
+        .output()
+        .unwrap();
+    assert_panic_reported(&o, "can't be resized");
+    assert_eq!(lo.hash(), before, "the device changed");
 }

@@ -5,10 +5,9 @@
 
 use super::receive::ApplyArgs;
 use clap::Args;
-use lvmsync::journal::claim::check_claimable;
 use lvmsync::journal::dest::Destination;
 use lvmsync::journal::snapback::{chain, to_stream, SnapPoint};
-use lvmsync::journal::{apply_stream, DestPaths};
+use lvmsync::journal::{apply_stream_held, DestPaths};
 use lvmsync::stream::progress::Progress;
 use lvmsync::Error;
 use std::fs::File;
@@ -25,7 +24,8 @@ Examples:
   lvmsync rollback copy.img --snapback /var/lib/lvmsync/snap --to 1 # back to before image 1")]
 pub struct RollbackArgs {
     /// The destination device or image file (a block device must not be mounted or in use:
-    /// refused with exit 4, nothing written).
+    /// refused with exit 4, nothing written; it is held exclusively, O_EXCL, through every
+    /// step).
     #[arg(value_name = "DEST")]
     pub dest: PathBuf,
     /// Roll back through this image (sequence number, or a prefix of the state it restores).
@@ -45,16 +45,24 @@ fn matches(p: &SnapPoint, point: &str) -> bool {
 
 /// Run `lvmsync rollback`.
 pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
-    if !args.list {
-        // Refuse a busy device before spooling anything (each step's apply claims it again).
-        check_claimable(&args.dest)?;
-    }
+    // Claimed before anything is created, and held through every step: nobody can mount the
+    // device while a step's stream is spooled or between two steps. (`--list` writes nothing.)
+    let held = if args.list {
+        None
+    } else {
+        Some(
+            Destination::claim(&args.dest)?.ok_or_else(|| Error::Destination {
+                dest: args.dest.display().to_string(),
+                detail: "does not exist, so there is nothing to roll back".into(),
+            })?,
+        )
+    };
     let paths = DestPaths::new(&args.apply.state_dir, &args.dest)?;
     let dir = args.apply.snapback.as_ref().ok_or_else(|| {
         Error::InvalidArgument("name the snapback directory with --snapback <DIR>".into())
     })?;
     let points = chain(dir, &paths.canonical)?;
-    if args.list {
+    let Some(held) = held else {
         for p in &points {
             println!(
                 "{:6}  restores {}  (from {}, {} bytes, applied at {})",
@@ -62,7 +70,7 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
             );
         }
         return Ok(());
-    }
+    };
     let first = match &args.to {
         None => points.len().checked_sub(1),
         Some(point) => points.iter().position(|p| matches(p, point)),
@@ -84,19 +92,16 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
         opts.snapback = None;
         let mut progress = Progress::new(args.apply.progress, "rollback");
         let input = BufReader::new(File::open(&spool).map_err(|e| Error::io(&spool, e))?);
-        let r = apply_stream(input, &name, &args.dest, &opts, &mut |d, t| {
+        let r = apply_stream_held(input, &name, &held, &opts, &mut |d, t| {
             progress.update(d, t)
         });
         progress.finish();
         let _ = std::fs::remove_file(&spool);
         r?;
         // A stream can't shrink its destination: cut a grown image file back here.
-        if std::fs::metadata(&args.dest).is_ok_and(|m| m.is_file()) {
-            let dest = Destination::open(&args.dest, false)?;
-            if dest.size()? > p.head.size_before {
-                dest.set_len(p.head.size_before)?;
-                dest.sync()?;
-            }
+        if !held.is_block() && held.size()? > p.head.size_before {
+            held.set_len(p.head.size_before)?;
+            held.sync()?;
         }
         std::fs::remove_file(&p.path).map_err(|e| Error::io(&p.path, e))?;
         tracing::info!(

@@ -15,8 +15,8 @@ use clap::Args;
 use lvmsync::blockhash::remote::{serve, HashClient, Served};
 use lvmsync::blockhash::tree::{differing_blocks, HashTree};
 use lvmsync::blockhash::{check_block_size, BlockExtents};
-use lvmsync::journal::claim::check_claimable;
-use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport, DestPaths};
+use lvmsync::journal::dest::Destination;
+use lvmsync::journal::{apply_stream_held, ApplyOptions, ApplyReport, DestPaths};
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
 use lvmsync::transport::{open_channel, Channel, Dest, Session};
@@ -61,7 +61,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub json: bool,
     /// Send the differing blocks to the destination (journaled, atomic); a destination block
-    /// device that is mounted or in use is refused (exit 4) before the comparison.
+    /// device that is mounted or in use is refused (exit 4) before the comparison, and is
+    /// held exclusively (O_EXCL) from then to the end of the repair.
     #[arg(long)]
     pub repair: bool,
     /// Internal, the far side of `verify ssh://...`: answer hash queries about DEV on
@@ -95,18 +96,22 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
 
 /// Both ends on this machine: one pass over both with the block-hash walker.
 fn verify_local(args: &VerifyArgs, source: &Path, dest: &Path) -> anyhow::Result<()> {
-    if args.repair {
-        // A busy device can't be repaired: say so before the comparison, not after it.
-        check_claimable(dest)?;
-    }
+    // A busy device can't be repaired: say so before the comparison, not after it. Claimed
+    // from here to the end of the repair, so nobody can mount it while the differing blocks
+    // are found and spooled (a mount would change what the comparison saw).
+    let held = args
+        .repair
+        .then(|| Destination::open(dest, false))
+        .transpose()?;
     let size = device_size(source)?;
     let dest_size = device_size(dest)?;
     let found = lvmsync::blockhash::compare_files(dest, source, Bytes(args.block_size))?;
     let diff = clip_to(&found, size)?;
     let dest_name = dest.display().to_string();
-    if !report_diff(args, source, &dest_name, &diff)? {
+    let fix = report_diff(args, source, &dest_name, &diff)?;
+    let Some(held) = held.filter(|_| fix) else {
         return Ok(());
-    }
+    };
     if dest_size < size && !args.apply.grow {
         return Err(Error::Destination {
             dest: dest_name,
@@ -135,7 +140,7 @@ fn verify_local(args: &VerifyArgs, source: &Path, dest: &Path) -> anyhow::Result
         apply_repair(
             input,
             &name,
-            dest,
+            &held,
             &args.apply.options(),
             args.apply.progress,
         )
@@ -329,11 +334,12 @@ fn repair_header(source: &Path, size: u64, diff: &ChangeSet, block: u64) -> anyh
     })
 }
 
-/// Apply a repair stream through the journaled path (base check off: see [`repair_header`]).
+/// Apply a repair stream through the journaled path (base check off: see [`repair_header`])
+/// into `dest`, claimed by the caller.
 fn apply_repair(
     input: impl Read + Send,
     name: &str,
-    dest: &Path,
+    dest: &Destination,
     opts: &ApplyOptions,
     mode: ProgressMode,
 ) -> lvmsync::Result<ApplyReport> {
@@ -344,7 +350,7 @@ fn apply_repair(
         resume_if_continuation: false,
         ..opts.clone()
     };
-    let r = apply_stream(input, name, dest, &opts, &mut |d, t| progress.update(d, t));
+    let r = apply_stream_held(input, name, dest, &opts, &mut |d, t| progress.update(d, t));
     progress.finish();
     r
 }
@@ -358,7 +364,9 @@ fn answer_on(
     mode: ProgressMode,
 ) -> anyhow::Result<()> {
     let mut repair = |input: &mut (dyn Read + Send)| {
-        apply_repair(input, peer, device, opts, mode)
+        // Claimed for the repair only: the hash queries before it are reads.
+        Destination::open(device, false)
+            .and_then(|held| apply_repair(input, peer, &held, opts, mode))
             .map(|r| {
                 format!(
                     "{}: repaired {} bytes; now {}",

@@ -75,7 +75,42 @@ pub fn apply_stream(
     opts: &ApplyOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ApplyReport> {
-    apply_inner(input, None::<std::io::Empty>, name, dest, opts, progress)
+    // Claim the destination before creating anything (state directory, lock, journal): a
+    // mounted or otherwise busy device is refused with nothing written, and the claim held
+    // to the end keeps anyone from mounting it mid-apply. `None`: a file not created yet.
+    let held = Destination::claim(dest)?;
+    apply_inner(
+        input,
+        None::<std::io::Empty>,
+        name,
+        dest,
+        held.as_ref(),
+        opts,
+        progress,
+    )
+}
+
+/// [`apply_stream`] into `dest`, which the caller has claimed ([`Destination::claim`]) and
+/// holds across more than this apply: a command that prepares its stream (spools a rollback
+/// or repair) or applies several keeps the device claimed throughout, so nobody can mount it
+/// between the steps.
+pub fn apply_stream_held(
+    input: impl Read + Send,
+    name: &str,
+    dest: &Destination,
+    opts: &ApplyOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ApplyReport> {
+    let path = dest.path();
+    apply_inner(
+        input,
+        None::<std::io::Empty>,
+        name,
+        path,
+        Some(dest),
+        opts,
+        progress,
+    )
 }
 
 /// Apply the delta file `delta` to `dest`, verifying the whole file before writing anything
@@ -92,22 +127,30 @@ pub fn apply_file(
         Ok(BufReader::with_capacity(1 << 20, f))
     };
     let name = delta.display().to_string();
-    apply_inner(open()?, Some(open()?), &name, dest, opts, progress)
+    // Claimed before anything is created, and held to the end, as by [`apply_stream`].
+    let held = Destination::claim(dest)?;
+    apply_inner(
+        open()?,
+        Some(open()?),
+        &name,
+        dest,
+        held.as_ref(),
+        opts,
+        progress,
+    )
 }
 
-/// [`apply_stream`], with `prepass` (the same stream again) verified in full first.
+/// [`apply_stream`] into `dest`, claimed by the caller as `held` (`None`: a file not created
+/// yet), with `prepass` (the same stream again) verified in full first.
 fn apply_inner<R: Read + Send, P: Read + Send>(
     input: R,
     prepass: Option<P>,
     name: &str,
     dest: &Path,
+    held: Option<&Destination>,
     opts: &ApplyOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ApplyReport> {
-    // Claim the destination before creating anything (state directory, lock, journal): a
-    // mounted or otherwise busy device is refused with nothing written, and the claim held
-    // to the end keeps anyone from mounting it mid-apply. `None`: a file not created yet.
-    let held = Destination::claim(dest)?;
     let paths = DestPaths::new(&opts.state_dir, dest)?;
     let _lock = paths.lock()?;
     let mut reader = StreamReader::open(input, name)?;
@@ -121,7 +164,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
     let recovery = if opts.dry_run || resume {
         Recovery::Nothing
     } else {
-        recover(&paths, held.as_ref())?
+        recover(&paths, held)?
     };
     if held.is_none() && !h.is_full() {
         return Err(dest_err(
@@ -129,7 +172,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             "does not exist; run a full sync first".into(),
         ));
     }
-    let size_before = match &held {
+    let size_before = match held {
         Some(d) => d.size()?,
         None => 0,
     };
@@ -164,7 +207,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         check_journal_space(&h, &paths)?;
     }
     let mut journal = if resume {
-        let held = held.as_ref().ok_or_else(|| {
+        let held = held.ok_or_else(|| {
             dest_err(dest, "does not exist, so there is nothing to resume".into())
         })?;
         let (journal, cp) = super::resume::prepare(&paths, &h, held)?;
@@ -210,81 +253,76 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
     // The destination file this apply creates, if it did not exist.
     let mut created = None;
     let run = std::thread::scope(|s| -> Result<()> {
-        let mut j = journal.as_mut();
-        let mut covered = Covered::default();
-        let mut behind = None;
-        if let Some(pre) = prepass {
-            let old = held.as_ref();
-            // Journaling ahead puts every entry before the first progress frame, which a
-            // resumable apply can't have: there the pipeline journals as it goes.
-            let journaling = match (old, j.take()) {
-                (Some(old), Some(jj)) if !resumable => {
-                    let (ahead, durable) = (&ahead, jj.durable());
-                    let t = s.spawn(move || (journal_ahead(ahead, old, &mut *jj), jj));
-                    Some((t, durable))
+        // The journaling thread while it runs. Every way out of `body` ends at the one join
+        // below, so a panic in it is reported as an error instead of re-raised by the scope.
+        let mut journaling = None;
+        let body = (|| -> Result<()> {
+            let mut j = journal.as_mut();
+            let mut covered = Covered::default();
+            let mut behind = None;
+            if let Some(pre) = prepass {
+                // Journaling ahead puts every entry before the first progress frame, which a
+                // resumable apply can't have: there the pipeline journals as it goes.
+                match (held, j.take()) {
+                    (Some(old), Some(jj)) if !resumable => {
+                        // It goes on into the applying pass, whose writer waits for its syncs.
+                        let ahead = &ahead;
+                        behind = Some(jj.durable());
+                        journaling =
+                            Some(s.spawn(move || (journal_ahead(ahead, old, &mut *jj), jj)));
+                    }
+                    (_, jj) => j = jj,
                 }
-                (_, jj) => {
-                    j = jj;
-                    None
-                }
-            };
-            // (A failed verification stops the journaling thread itself.)
-            verify(pre, name, &h, &ahead)?;
-            if let Some((t, durable)) = journaling {
-                let (cov, all) = ahead.covered();
-                covered = cov;
-                if ahead.stopped() {
-                    // The journaling thread failed while the stream was being verified:
-                    // report its error before the destination is opened for writing.
-                    joined(t, &paths.journal)?.0?;
-                    return Err(journaling_stopped(&paths.journal));
-                } else if all {
-                    // The journaling thread goes on while the stream is applied.
-                    behind = Some((t, durable));
-                } else {
-                    // Past the range limit: the pipeline journals the rest itself.
-                    let (r, jj) = joined(t, &paths.journal)?;
-                    r?;
-                    jj.sync()?;
-                    j = Some(jj);
+                // (A failed verification stops the journaling thread itself.)
+                verify(pre, name, &h, &ahead)?;
+                if journaling.is_some() {
+                    let (cov, all) = ahead.covered();
+                    covered = cov;
+                    if ahead.stopped() {
+                        // The journaling thread failed while the stream was being verified:
+                        // its error (from the join) comes before the destination is written.
+                        return Err(journaling_stopped(&paths.journal));
+                    }
+                    if !all {
+                        // Past the range limit: the pipeline journals the rest itself.
+                        if let Some(t) = journaling.take() {
+                            behind = None;
+                            let jj = join_journaling(t, &ahead, &paths.journal, Ok(()))?;
+                            jj.sync()?;
+                            j = Some(jj);
+                        }
+                    }
                 }
             }
+            let d = match held {
+                Some(d) => d,
+                None => &*created.insert(Destination::open(dest, true)?),
+            };
+            started = true;
+            // Grow only now that the journal head (with the old size) is durable.
+            if size_before < h.device_size.0 {
+                d.set_len(h.device_size.0)?;
+            }
+            super::pipeline::run_records(
+                &mut reader,
+                first,
+                d,
+                name,
+                JournalPlan {
+                    journal: j,
+                    behind: behind.map(|durable| (&ahead, durable)),
+                    ahead: covered,
+                    resumable,
+                },
+                &mut report,
+                progress,
+            )?;
+            d.sync()
+        })();
+        match journaling {
+            Some(t) => join_journaling(t, &ahead, &paths.journal, body).map(drop),
+            None => body,
         }
-        // From here a failure must stop a journaling thread still running, or the scope
-        // would wait for it to journal the rest of the stream for an apply that is over.
-        let d = match &held {
-            Some(d) => d,
-            None => &*created.insert(Destination::open(dest, true).inspect_err(|_| ahead.stop())?),
-        };
-        started = true;
-        // Grow only now that the journal head (with the old size) is durable.
-        if size_before < h.device_size.0 {
-            d.set_len(h.device_size.0).inspect_err(|_| ahead.stop())?;
-        }
-        let run = super::pipeline::run_records(
-            &mut reader,
-            first,
-            d,
-            name,
-            JournalPlan {
-                journal: j,
-                behind: behind
-                    .as_ref()
-                    .map(|(_, durable)| (&ahead, durable.clone())),
-                ahead: covered,
-                resumable,
-            },
-            &mut report,
-            progress,
-        );
-        if run.is_err() {
-            ahead.stop();
-        }
-        if let Some((t, _)) = behind {
-            // Its error, if any, is why the writer stopped waiting.
-            joined(t, &paths.journal)?.0?;
-        }
-        run.and_then(|()| d.sync())
     });
     match run {
         Ok(()) => {}
@@ -308,7 +346,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             return Err(roll_back_after(
                 e,
                 &paths,
-                held.as_ref().or(created.as_ref()),
+                held.or(created.as_ref()),
                 opts.unsafe_no_journal,
             ));
         }
@@ -388,15 +426,35 @@ fn roll_back_after(
     }
 }
 
-/// Join the journaling thread; a panic in it becomes an error naming the journal (the
-/// apply then rolls back or reports, as for any journal failure) instead of a second panic.
-fn joined<T>(t: std::thread::ScopedJoinHandle<'_, T>, journal: &Path) -> Result<T> {
-    t.join().map_err(|_| {
-        Error::io(
-            journal,
-            std::io::Error::other("the journaling thread panicked"),
-        )
-    })
+/// Join the journaling thread once the work it served ended with `outcome`, stopping it
+/// first if that failed (or it would journal on for an apply that is over). Its own error
+/// comes first: a failed journal is why the writer, waiting for it, stopped. A panic in it
+/// becomes an error naming the journal (the apply then rolls back or reports, as for any
+/// journal failure) and `outcome`'s error, instead of a second panic.
+fn join_journaling<'j>(
+    t: std::thread::ScopedJoinHandle<'_, (Result<()>, &'j mut UndoJournal)>,
+    ahead: &Ahead,
+    journal: &Path,
+    outcome: Result<()>,
+) -> Result<&'j mut UndoJournal> {
+    if outcome.is_err() {
+        ahead.stop();
+    }
+    match t.join() {
+        Ok((r, jj)) => r.and(outcome).map(|()| jj),
+        Err(_) => {
+            let also = outcome
+                .err()
+                .map(|e| format!(" (the apply failed too: {e})"));
+            Err(Error::io(
+                journal,
+                std::io::Error::other(format!(
+                    "the journaling thread panicked{}",
+                    also.unwrap_or_default()
+                )),
+            ))
+        }
+    }
 }
 
 /// The journaling thread stopped with no error of its own to report.

@@ -44,16 +44,6 @@ pub(super) fn open_claimed(path: &Path, create: bool) -> Result<(File, bool)> {
     Ok((file, is_block))
 }
 
-/// Fail unless `path`, if it is an existing block device, can be claimed right now; the claim
-/// is released at once. For commands that prepare work (spool a stream) before an apply that
-/// claims the device again for the whole write.
-pub fn check_claimable(path: &Path) -> Result<()> {
-    if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device()) {
-        open_claimed(path, false)?;
-    }
-    Ok(())
-}
-
 /// The error for a block device that refused the exclusive open, with what is known about
 /// who holds it and how to find out and fix it.
 fn busy(path: &Path) -> Error {

@@ -51,6 +51,11 @@ impl Destination {
         }
     }
 
+    /// The path as given (the state files of an apply into this destination are keyed by it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The path as given, for messages.
     pub fn name(&self) -> String {
         self.path.display().to_string()

@@ -33,6 +33,6 @@ pub mod state;
 pub mod undo;
 mod writer;
 
-pub use apply::{apply_file, apply_stream, ApplyOptions, ApplyReport};
+pub use apply::{apply_file, apply_stream, apply_stream_held, ApplyOptions, ApplyReport};
 pub use recover::{recover, Recovery};
 pub use state::{DestPaths, DestState, DEFAULT_STATE_DIR};

@@ -218,10 +218,20 @@ pub(super) fn verify<R: Read>(input: R, name: &str, header: &Header, ahead: &Ahe
 pub(super) fn journal_ahead(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<()> {
     let mut guard = StopUnlessDone(Some(ahead));
     let r = journal_all(ahead, old, j);
+    if test_journaling_panics() {
+        panic!("LVMSYNC_TEST_JOURNALING_PANICS: the journaling thread panics (test-only)");
+    }
     if r.is_ok() {
         guard.0 = None;
     }
     r
+}
+
+/// Test-only: with `LVMSYNC_TEST_JOURNALING_PANICS` set, the journaling thread panics when
+/// it would return (done, stopped or failed), so tests can check that every way out of an
+/// apply reports the panic as an error instead of dying of it.
+fn test_journaling_panics() -> bool {
+    std::env::var_os("LVMSYNC_TEST_JOURNALING_PANICS").is_some()
 }
 
 /// Held by the journaling thread: on an error *and* on a panic it stops `ahead`, so the

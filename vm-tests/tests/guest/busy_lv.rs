@@ -4,7 +4,7 @@
 //! delta goes into the LV on top. Once the LV is deactivated, nothing holds the PV any more.
 
 use lvmsync::dm::name::lv_dm_name;
-use lvmsync::journal::claim::check_claimable;
+use lvmsync::journal::dest::Destination;
 use lvmsync_vm_tests::{lvmsync_bin, run, run_status, write_at, VolumeGroup};
 
 const MIB: u64 = 1 << 20;
@@ -75,7 +75,7 @@ fn pv_of_active_lv_is_refused() {
     );
 
     run("lvchange", &["-an", &vg.lv("dst")]);
-    check_claimable(std::path::Path::new(&pv)).expect("the PV is free once its LV is inactive");
+    Destination::claim(std::path::Path::new(&pv)).expect("the PV is free once its LV is inactive");
     let _ = std::fs::remove_file(&img);
     let _ = std::fs::remove_file(&delta);
     let _ = std::fs::remove_dir_all(&state);
