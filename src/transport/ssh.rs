@@ -6,7 +6,7 @@
 
 use super::channel::Channel;
 use super::conn::{Conn, Outcome};
-use crate::{Error, Result};
+use crate::{Error, ErrorClass, Result};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -218,15 +218,21 @@ impl SshConn {
         } else {
             format!("{who}: {said}")
         };
-        Err(Error::Transport {
-            endpoint: self.endpoint.clone(),
-            detail,
-        })
+        // The remote lvmsync's documented exit code is its error's class: keep it, so a
+        // refusal exits here as it did there (and as over tls://). 255 is ssh's own failure;
+        // other codes (126, 127: no lvmsync there) are not lvmsync's.
+        let class = status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .and_then(ErrorClass::from_code)
+            .unwrap_or(ErrorClass::Transport);
+        Err(Error::remote(class, &self.endpoint, detail))
     }
 
     fn pipe_error(&mut self, e: io::Error) -> io::Error {
         match self.wait() {
-            Err(why) => io::Error::new(e.kind(), why.to_string()),
+            // The remote's classified verdict, passed on whole by the stream writer.
+            Err(why) => io::Error::new(e.kind(), why),
             Ok(()) => io::Error::new(e.kind(), format!("{}: {e}", self.endpoint)),
         }
     }
