@@ -63,4 +63,5 @@ Exit codes:
   5  a delta stream or journal failed verification (truncated, corrupted, unknown version);
      the destination was left unchanged (with --resumable: kept up to its last checkpoint)
   6  a network transport failed
-  7  the destination does not hold the delta's base state (apply missing deltas or --force)";
+  7  the destination does not hold the delta's base state (apply missing deltas or --force)
+A send to a remote receiver that refuses the stream exits with the receiver's code (4, 5, 7, ...).";

@@ -1,8 +1,10 @@
 //! `ssh://[user@]host[:port]/<path>`: the system `ssh` runs `lvmsync receive <path>` on the far
 //! side and its stdin is the byte pipe, as the Ruby lvmsync did. For `lvmsync verify` it runs
 //! `lvmsync verify --serve-hashes <path>` instead and talks over its stdin and stdout. Authentication, host keys and
-//! agent forwarding stay ssh's business; the remote command's exit status is the verdict and
-//! its stderr is shown (and quoted in the error when it fails).
+//! agent forwarding stay ssh's business. The remote command's exit status is the verdict, and
+//! a remote lvmsync's exit code is kept as the error's class (so `send` exits as the remote
+//! `receive` did). Its stderr is relayed as it comes, but for the remote lvmsync's error lines,
+//! which are quoted in the error instead, so that the reason is said once.
 
 use super::channel::Channel;
 use super::conn::{Conn, Outcome};
