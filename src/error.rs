@@ -148,9 +148,9 @@ impl Error {
                 dest: endpoint,
                 detail,
             },
-            ErrorClass::Other => Error::Device {
-                device: endpoint,
-                detail,
+            ErrorClass::Other => Error::Io {
+                path: endpoint.into(),
+                source: std::io::Error::other(detail),
             },
         }
     }
