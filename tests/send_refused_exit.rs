@@ -2,14 +2,19 @@
 //! both ends: the local reference is `lvmsync receive <dest> < delta`; the network sender is
 //! `lvmsync send --to tcp:// | tls:// | quic://` to a listening `lvmsync receive`, and
 //! `--to ssh://` through a throwaway sshd on loopback running the same binary. Refusals: a
-//! delta for another base (exit 7) and a destination too small for the stream (exit 4). The
-//! sender must exit with the local code, say the receiver's reason once, and leave the
-//! destination as it was.
+//! delta for another base (exit 7), a destination too small for the stream (exit 4), and a
+//! busy one, a loop device another program holds open exclusively (exit 4; needs root and
+//! loop devices, skipped without). The sender must exit with the local code, say the
+//! receiver's reason once, and leave the destination as it was.
 
+mod loop_support;
 mod ssh_support;
 mod stream_util;
 mod transport_support;
 
+use loop_support::LoopDevice;
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use stream_util::*;
@@ -24,6 +29,8 @@ struct Case {
     send: Vec<PathBuf>,
     /// What the reason says, in the receiver's words.
     reason: &'static str,
+    /// A busy destination: its loop device and the exclusive handle that keeps it busy.
+    _busy: Option<(LoopDevice, File)>,
 }
 
 /// The destination holds v0; the delta is v1 → v2: the receiver refuses its base.
@@ -47,6 +54,7 @@ fn base_mismatch() -> Case {
         dest,
         dir,
         reason: "apply the missing deltas",
+        _busy: None,
     }
 }
 
@@ -63,7 +71,31 @@ fn too_small() -> Case {
         dest,
         dir,
         reason: "is 1048576 bytes",
+        _busy: None,
     }
+}
+
+/// A full sync into a loop device another program holds open exclusively (as mount and LVM
+/// do): the receiver refuses it as busy. `None` where loop devices can't be used (not root).
+fn busy() -> Option<Case> {
+    let lo = LoopDevice::new(4)?;
+    let holder = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_EXCL)
+        .open(&lo.path)
+        .unwrap();
+    let dir = tmp();
+    let src = at(&dir, "src.img");
+    write(&src, &make_image(4 << 20, 43));
+    Some(Case {
+        state: at(&dir, "st"),
+        send: vec![src],
+        dest: lo.path.clone(),
+        dir,
+        reason: "is mounted or in use",
+        _busy: Some((lo, holder)),
+    })
 }
 
 fn send(case: &Case, to: &str, extra: &[String]) -> Output {
@@ -145,6 +177,13 @@ fn tls_too_small_destination_exits_like_a_local_receive() {
 }
 
 #[test]
+fn tls_busy_destination_exits_like_a_local_receive() {
+    if let Some(case) = busy() {
+        refused_over("tls", case);
+    }
+}
+
+#[test]
 fn tcp_base_mismatch_exits_like_a_local_receive() {
     refused_over("tcp", base_mismatch());
 }
@@ -181,4 +220,11 @@ fn ssh_base_mismatch_exits_like_a_local_receive() {
 #[test]
 fn ssh_too_small_destination_exits_like_a_local_receive() {
     refused_over_ssh(too_small());
+}
+
+#[test]
+fn ssh_busy_destination_exits_like_a_local_receive() {
+    if let Some(case) = busy() {
+        refused_over_ssh(case);
+    }
 }
