@@ -3,8 +3,7 @@
 //! Every frame is `kind: u8, len: u32 BE, payload[len]`. The sender's byte stream travels as
 //! `Data` frames ended by `End`, so the receiver can tell a clean end from a cut connection;
 //! the receiver answers with `Checkpoint` acks and one final `Status` (a failed one followed by
-//! its `Class`). Lengths are checked
-//! against fixed caps before anything is allocated or read.
+//! its `Class`). Lengths are checked against fixed caps before anything is allocated or read.
 
 use crate::ErrorClass;
 use std::io::{self, Read, Write};

@@ -246,8 +246,11 @@ impl SshConn {
     }
 
     fn verdict(&self, status: ExitStatus) -> Result<()> {
+        // Cloned, not taken: a failed wait may be explained again (a channel closed after a
+        // failed write); held lines are taken only on success, to be relayed once.
         let (errors, tail) = match self.said.lock() {
-            Ok(mut s) => (std::mem::take(&mut s.errors), std::mem::take(&mut s.tail)),
+            Ok(mut s) if status.success() => (std::mem::take(&mut s.errors), Vec::new()),
+            Ok(s) => (s.errors.clone(), s.tail.clone()),
             Err(_) => Default::default(),
         };
         if status.success() {
