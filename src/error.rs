@@ -98,11 +98,100 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Wrap an I/O error with the path it happened on.
+    /// Wrap an I/O error with the path it happened on. An I/O error that carries an [`Error`]
+    /// is that error: a network writer that failed because the receiver refused the stream
+    /// returns the receiver's classified verdict that way, naming the destination itself.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
+        match source.downcast::<Error>() {
+            Ok(inner) => inner,
+            Err(source) => Error::Io {
+                path: path.into(),
+                source,
+            },
         }
+    }
+
+    /// The error's class: what the `lvmsync` command's exit code says about it, and what a
+    /// receiver tells a network sender about its failure.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::NotImplemented(_) | Error::InvalidArgument(_) => ErrorClass::Usage,
+            Error::Corrupt { .. } | Error::Unusable { .. } => ErrorClass::Source,
+            Error::Destination { .. } => ErrorClass::Destination,
+            Error::Integrity { .. } => ErrorClass::Integrity,
+            Error::Transport { .. } => ErrorClass::Transport,
+            Error::BaseMismatch { .. } => ErrorClass::BaseMismatch,
+            Error::Io { .. } | Error::Device { .. } => ErrorClass::Other,
+        }
+    }
+
+    /// An error of `class` that happened at a remote `endpoint` (a receiver's verdict, a remote
+    /// lvmsync's exit status), so the sender's exit code is the one the receiver had.
+    pub fn remote(class: ErrorClass, endpoint: &str, detail: String) -> Self {
+        let endpoint = endpoint.to_string();
+        match class {
+            ErrorClass::Usage => Error::InvalidArgument(format!("{endpoint}: {detail}")),
+            ErrorClass::Source => Error::Unusable {
+                source_name: endpoint,
+                reason: detail,
+            },
+            ErrorClass::Destination => Error::Destination {
+                dest: endpoint,
+                detail,
+            },
+            ErrorClass::Integrity => Error::Integrity {
+                stream: endpoint,
+                detail,
+            },
+            ErrorClass::Transport => Error::Transport { endpoint, detail },
+            ErrorClass::BaseMismatch => Error::BaseMismatch {
+                dest: endpoint,
+                detail,
+            },
+            ErrorClass::Other => Error::Io {
+                path: endpoint.into(),
+                source: std::io::Error::other(detail),
+            },
+        }
+    }
+}
+
+/// What kind of failure an [`Error`] is, as scripts see it: the value is `lvmsync`'s exit
+/// code for it, and also the class byte a network receiver sends after a failed Status
+/// (docs/transport.md), so a remote refusal exits like the same refusal at a local receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorClass {
+    /// Anything else (I/O, device-mapper, lvm2).
+    Other = 1,
+    /// Bad usage, or a subcommand that is not implemented yet.
+    Usage = 2,
+    /// The source is unusable or its metadata corrupt.
+    Source = 3,
+    /// The destination can't take the stream (missing, too small, busy, no journal space).
+    Destination = 4,
+    /// A stream or journal failed verification.
+    Integrity = 5,
+    /// A network transport failed.
+    Transport = 6,
+    /// The destination does not hold the delta's base state.
+    BaseMismatch = 7,
+}
+
+impl ErrorClass {
+    /// The class with exit code (and wire value) `code`; `None` for any other value.
+    pub fn from_code(code: u8) -> Option<Self> {
+        use ErrorClass::*;
+        [
+            Other,
+            Usage,
+            Source,
+            Destination,
+            Integrity,
+            Transport,
+            BaseMismatch,
+        ]
+        .into_iter()
+        .find(|c| *c as u8 == code)
     }
 }

@@ -27,4 +27,4 @@ pub mod transport;
 pub mod units;
 
 pub use changeset::{ChangeSet, Extent, ExtentKind};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};

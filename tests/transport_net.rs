@@ -1,11 +1,15 @@
 //! tcp://, tls:// and quic:// end to end on loopback (IPv4 and IPv6): a few MiB move through
-//! each and the receiver's blake3 must equal the sender's; the receiver's verdict and
+//! each and the receiver's blake3 must equal the sender's; the receiver's verdict (with its
+//! error class, or without one as older receivers send it) and
 //! checkpoint acks come back; quic:// striped over 0-6 extra lanes arrives whole and in
 //! order; a cut connection is an error on the receiver, not a short stream.
 
 mod transport_support;
 
-use lvmsync::transport::{connect, connect_lanes, stripe, Conn, ConnectOptions, Dest, QUIC_LANES};
+use lvmsync::transport::{
+    connect, connect_lanes, stripe, Conn, ConnectOptions, Dest, Failure, QUIC_LANES,
+};
+use lvmsync::ErrorClass;
 use std::io::Write;
 use transport_support::*;
 
@@ -91,24 +95,39 @@ fn quic_stripes_one_stream_over_parallel_lanes() {
 }
 
 #[test]
-fn receiver_failure_reaches_the_sender() {
+fn receiver_failure_reaches_the_sender_with_its_class() {
     let pki = Pki::new();
+    // A receiver's classified failure, and one from a receiver older than the Class frame.
+    let cases = [
+        (Some(ErrorClass::BaseMismatch), ErrorClass::BaseMismatch),
+        (None, ErrorClass::Transport),
+    ];
     for scheme in ["tcp", "tls", "quic"] {
-        let listener = bind(&format!("{scheme}://127.0.0.1:0"), &pki);
-        let (addr, server) = serve_one(listener, Err("base mismatch on /dev/test-vm1".into()));
-        let dest: Dest = format!("{scheme}://{addr}/vm1").parse().unwrap();
-        let mut conn = connect(&dest, &opts(&pki, "client")).unwrap();
-        conn.write_all(&test_bytes("x", 1000)).unwrap();
-        let err = conn.finish().unwrap_err().to_string();
-        assert!(
-            err.contains("the receiver failed: base mismatch on /dev/test-vm1"),
-            "{err}"
-        );
-        assert!(
-            err.contains(&addr.port().to_string()),
-            "names the destination: {err}"
-        );
-        server.join().unwrap().unwrap();
+        for (sent, want) in cases {
+            let listener = bind(&format!("{scheme}://127.0.0.1:0"), &pki);
+            let failure = Failure {
+                class: sent,
+                text: "base mismatch on /dev/test-vm1".into(),
+            };
+            let (addr, server) = serve_one(listener, Err(failure));
+            let dest: Dest = format!("{scheme}://{addr}/vm1").parse().unwrap();
+            let mut conn = connect(&dest, &opts(&pki, "client")).unwrap();
+            conn.write_all(&test_bytes("x", 1000)).unwrap();
+            let err = conn.finish().unwrap_err();
+            assert_eq!(err.class(), want, "{scheme} {sent:?}: {err}");
+            let err = err.to_string();
+            assert_eq!(
+                err.matches("the receiver failed: base mismatch on /dev/test-vm1")
+                    .count(),
+                1,
+                "{err}"
+            );
+            assert!(
+                err.contains(&addr.port().to_string()),
+                "names the destination: {err}"
+            );
+            server.join().unwrap().unwrap();
+        }
     }
 }
 
@@ -171,9 +190,10 @@ fn receiver_giving_up_mid_stream_is_explained_to_the_writer() {
             let mut first = vec![0u8; 1 << 20];
             std::io::Read::read_exact(&mut s.data, &mut first).unwrap();
             s.acks
-                .finish(Err(
-                    "/dev/test-vm1: header says 4 GiB, device has 1 GiB".into()
-                ))
+                .finish(Err(Failure::new(
+                    ErrorClass::Destination,
+                    "/dev/test-vm1: header says 4 GiB, device has 1 GiB",
+                )))
                 .unwrap();
         });
         let dest: Dest = format!("{scheme}://{addr}/vm1").parse().unwrap();
@@ -181,10 +201,13 @@ fn receiver_giving_up_mid_stream_is_explained_to_the_writer() {
         let chunk = test_bytes("big", MIB);
         let err = (0..256)
             .find_map(|_| conn.write_all(&chunk).err())
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| conn.finish().unwrap_err().to_string());
+            // As the stream writer wraps a write error: the receiver's error comes out whole.
+            .map(|e| lvmsync::Error::io("unused", e))
+            .unwrap_or_else(|| conn.finish().unwrap_err());
+        assert_eq!(err.class(), ErrorClass::Destination, "{scheme}: {err}");
         assert!(
-            err.contains("header says 4 GiB, device has 1 GiB"),
+            err.to_string()
+                .contains("header says 4 GiB, device has 1 GiB"),
             "{scheme}: {err}"
         );
         server.join().unwrap();

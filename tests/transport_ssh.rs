@@ -7,6 +7,7 @@ mod ssh_support;
 mod transport_support;
 
 use lvmsync::transport::{connect, ConnectOptions, Dest};
+use lvmsync::ErrorClass;
 use ssh_support::{start_sshd, Sshd};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -19,7 +20,9 @@ const FAKE_LVMSYNC: &str = r#"#!/bin/sh
 shift
 for last; do :; done
 case "$last" in
-  */fail) cat >/dev/null; echo "lvmsync: error: $last: base mismatch; run a full sync" >&2; exit 6;;
+  */fail) cat >/dev/null; echo "lvmsync: $last: applying the stream from stdin" >&2
+          echo "lvmsync: error: $last: base mismatch; run a full sync" >&2; exit 7;;
+  */absent) cat >/dev/null; echo "sh: 1: lvmsync: not found" >&2; exit 127;;
 esac
 exec cat > "$last"
 "#;
@@ -59,13 +62,27 @@ fn remote_failure_is_reported_with_its_stderr() {
     let Some(sshd) = start_sshd() else { return };
     let mut conn = connect(&url(&sshd, Path::new("/srv/fail")), &options(&sshd)).unwrap();
     conn.write_all(&test_bytes("f", 1 << 20)).unwrap();
-    let err = conn.finish().unwrap_err().to_string();
-    assert!(err.contains("exited with status 6"), "{err}");
+    let err = conn.finish().unwrap_err();
+    // The remote lvmsync's exit code is the error's class: exit 7 here as there.
+    assert_eq!(err.class(), ErrorClass::BaseMismatch, "{err}");
+    let err = err.to_string();
+    assert!(err.contains("exited with status 7"), "{err}");
+    // Its error line is quoted (once, without its prefix); its other lines were relayed.
     assert!(
-        err.contains("/srv/fail: base mismatch; run a full sync"),
+        err.ends_with("exited with status 7: /srv/fail: base mismatch; run a full sync"),
         "{err}"
     );
     assert!(err.starts_with("ssh://"), "names the destination: {err}");
+}
+
+#[test]
+fn a_remote_status_that_is_not_lvmsyncs_is_a_transport_error() {
+    let Some(sshd) = start_sshd() else { return };
+    let mut conn = connect(&url(&sshd, Path::new("/srv/absent")), &options(&sshd)).unwrap();
+    let _ = conn.write_all(&test_bytes("a", 1 << 16));
+    let err = conn.finish().unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transport, "{err}");
+    assert!(err.to_string().contains("lvmsync: not found"), "{err}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Documented exit codes, so scripts can tell a bad argument from a corrupt stream.
 
+use lvmsync::ErrorClass;
 use std::process::ExitCode;
 
 /// The exit statuses lvmsync uses; listed in `lvmsync --help`.
@@ -32,16 +33,22 @@ impl From<Exit> for ExitCode {
 
 /// Pick the exit code for an error by the library error at the root of its chain.
 pub fn classify(err: &anyhow::Error) -> Exit {
-    use lvmsync::Error;
-    match err.downcast_ref::<Error>() {
-        Some(Error::NotImplemented(_) | Error::InvalidArgument(_)) => Exit::Usage,
-        Some(Error::Corrupt { .. } | Error::Unusable { .. }) => Exit::Source,
-        Some(Error::Destination { .. }) => Exit::Destination,
-        Some(Error::Integrity { .. }) => Exit::Integrity,
-        Some(Error::Transport { .. }) => Exit::Transport,
-        Some(Error::BaseMismatch { .. }) => Exit::BaseMismatch,
-        _ => Exit::Failure,
+    match class_of(err) {
+        ErrorClass::Other => Exit::Failure,
+        ErrorClass::Usage => Exit::Usage,
+        ErrorClass::Source => Exit::Source,
+        ErrorClass::Destination => Exit::Destination,
+        ErrorClass::Integrity => Exit::Integrity,
+        ErrorClass::Transport => Exit::Transport,
+        ErrorClass::BaseMismatch => Exit::BaseMismatch,
     }
+}
+
+/// The class of the library error at the root of `err`'s chain (`Other` when there is none):
+/// what a listening receiver reports to the sender along with its error text.
+pub fn class_of(err: &anyhow::Error) -> ErrorClass {
+    err.downcast_ref::<lvmsync::Error>()
+        .map_or(ErrorClass::Other, lvmsync::Error::class)
 }
 
 /// The help text's exit-code table.
@@ -56,4 +63,5 @@ Exit codes:
   5  a delta stream or journal failed verification (truncated, corrupted, unknown version);
      the destination was left unchanged (with --resumable: kept up to its last checkpoint)
   6  a network transport failed
-  7  the destination does not hold the delta's base state (apply missing deltas or --force)";
+  7  the destination does not hold the delta's base state (apply missing deltas or --force)
+A send to a remote receiver that refuses the stream exits with the receiver's code (4, 5, 7, ...).";

@@ -4,7 +4,7 @@ use clap::Args;
 use lvmsync::journal::resume::resume_point;
 use lvmsync::journal::{apply_file, apply_stream, ApplyOptions, ApplyReport, DestPaths};
 use lvmsync::stream::progress::{Progress, ProgressMode};
-use lvmsync::transport::{Allow, ListenUrl, Listener, Purpose, ServerOptions, TlsFiles};
+use lvmsync::transport::{Allow, Failure, ListenUrl, Listener, Purpose, ServerOptions, TlsFiles};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -232,7 +232,10 @@ fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
                 &apply_opts,
                 args.apply.progress,
             );
-            let verdict = result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
+            let verdict = result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| Failure::new(super::exit::class_of(e), format!("{e:#}")));
             if let Err(e) = session.acks.finish(verdict) {
                 tracing::warn!("{name}: {e}");
             }

@@ -31,7 +31,8 @@ pub struct SendArgs {
     /// The image, device or snapshot to send.
     #[arg(value_name = "SOURCE")]
     pub source: PathBuf,
-    /// Where to write the stream: a file path or `-` for stdout.
+    /// Where to write the stream: a file path or `-` for stdout, or a receiver (`ssh://`,
+    /// `tls://`, `quic://`, `tcp://`), whose refusal `send` exits with (the receiver's code).
     #[arg(long, value_name = "DEST")]
     pub to: String,
     /// Old image: send only the blocks that differ from it (block-hash compare).

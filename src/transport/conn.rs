@@ -7,9 +7,10 @@
 use super::duplex::{Duplex, WriteHalf};
 use super::frame::{read_control, Control};
 use super::stripe::StripedWriter;
+use super::verdict::{read_verdict, Verdict};
 use crate::{Error, Result};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -121,7 +122,7 @@ pub struct NetConn {
     endpoint: String,
     data: StripedWriter,
     acks: Arc<Mutex<Acks>>,
-    answer: Option<JoinHandle<io::Result<std::result::Result<(), String>>>>,
+    answer: Option<JoinHandle<io::Result<Verdict>>>,
     resume: Option<Vec<u8>>,
     /// Kept alive for the connection's lifetime (QUIC endpoint and runtime); dropped last.
     _keep: Option<Box<dyn Send>>,
@@ -182,7 +183,13 @@ impl NetConn {
             let mut read = duplex.read;
             std::thread::Builder::new()
                 .name("lvmsync-acks".into())
-                .spawn(move || read_answers(&mut read, &acks))
+                .spawn(move || {
+                    read_verdict(&mut read, |token| {
+                        if let Ok(mut a) = acks.lock() {
+                            a.last = Some(token);
+                        }
+                    })
+                })
                 .map_err(|e| transport(&endpoint, format!("cannot start a thread: {e}")))?
         };
         Ok(NetConn {
@@ -197,7 +204,8 @@ impl NetConn {
 
     /// If the receiver reported a failure, that explains a write error best. A write usually
     /// fails because the receiver gave up and closed, so give its Status a moment to arrive.
-    /// (The caller names the endpoint: the stream writer wraps write errors with it.)
+    /// The I/O error then carries the receiver's classified error, which names the endpoint
+    /// and which the stream writer's `Error::io` passes on as it is.
     fn explain_write(&mut self, e: io::Error) -> io::Error {
         let deadline = std::time::Instant::now() + STATUS_GRACE;
         while self.answer.as_ref().is_some_and(|h| !h.is_finished())
@@ -206,33 +214,13 @@ impl NetConn {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         if self.answer.as_ref().is_some_and(|h| h.is_finished()) {
-            if let Some(Ok(Err(msg))) = self.answer.take().map(|h| h.join().unwrap_or(Ok(Ok(())))) {
-                return io::Error::new(e.kind(), format!("the receiver failed: {msg}"));
+            if let Some(Ok(Err(failure))) =
+                self.answer.take().map(|h| h.join().unwrap_or(Ok(Ok(()))))
+            {
+                return io::Error::new(e.kind(), failure.into_error(&self.endpoint));
             }
         }
         e
-    }
-}
-
-fn read_answers(
-    read: &mut impl Read,
-    acks: &Mutex<Acks>,
-) -> io::Result<std::result::Result<(), String>> {
-    loop {
-        match read_control(read)? {
-            Control::Checkpoint(token) => {
-                if let Ok(mut a) = acks.lock() {
-                    a.last = Some(token);
-                }
-            }
-            Control::Status(s) => return Ok(s),
-            other => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("unexpected {other:?} from the receiver"),
-                ))
-            }
-        }
     }
 }
 
@@ -267,10 +255,7 @@ impl Conn for NetConn {
         let last_checkpoint = self.acked_checkpoint();
         match answer {
             Ok(Ok(())) => Ok(Outcome { last_checkpoint }),
-            Ok(Err(msg)) => Err(transport(
-                &self.endpoint,
-                format!("the receiver failed: {msg}"),
-            )),
+            Ok(Err(failure)) => Err(failure.into_error(&self.endpoint)),
             Err(e) => Err(transport(
                 &self.endpoint,
                 format!(

@@ -2,9 +2,10 @@
 //!
 //! Every frame is `kind: u8, len: u32 BE, payload[len]`. The sender's byte stream travels as
 //! `Data` frames ended by `End`, so the receiver can tell a clean end from a cut connection;
-//! the receiver answers with `Checkpoint` acks and one final `Status`. Lengths are checked
-//! against fixed caps before anything is allocated or read.
+//! the receiver answers with `Checkpoint` acks and one final `Status` (a failed one followed by
+//! its `Class`). Lengths are checked against fixed caps before anything is allocated or read.
 
+use crate::ErrorClass;
 use std::io::{self, Read, Write};
 
 /// Largest `Data` payload a sender produces and a receiver accepts.
@@ -26,6 +27,7 @@ const K_CHECKPOINT: u8 = b'C';
 const K_STATUS: u8 = b'S';
 const K_LANE: u8 = b'L';
 const K_QUERY: u8 = b'Q';
+const K_CLASS: u8 = b'K';
 /// First byte of a TLS handshake record: never a frame kind, so a TLS client is recognised.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -49,8 +51,13 @@ pub enum Control {
     /// Receiver → sender: everything up to this stream checkpoint (opaque bytes defined by
     /// the stream format) is durable.
     Checkpoint(Vec<u8>),
-    /// Receiver → sender, last frame: the outcome; `Err` carries the receiver's error text.
+    /// Receiver → sender: the outcome; `Err` carries the receiver's error text. The last
+    /// frame, but for the `Class` that may follow a failure.
     Status(Result<(), String>),
+    /// Receiver → sender, right after a failed `Status`: the failure's class (its exit code),
+    /// so the sender exits as a local receiver would have. Senders older than this frame stop
+    /// reading at `Status` and never see it; a receiver older than it never sends it.
+    Class(ErrorClass),
     /// First frame of an extra QUIC lane: its index (0-based).
     Lane(u16),
     /// Sender → receiver, first frame instead of `Hello`: `lvmsync verify` asks about the
@@ -82,6 +89,7 @@ impl Control {
                 (K_STATUS, p)
             }
             Control::Lane(i) => (K_LANE, i.to_be_bytes().to_vec()),
+            Control::Class(class) => (K_CLASS, vec![*class as u8]),
         };
         let mut out = Vec::with_capacity(HEADER + payload.len());
         out.push(kind);
@@ -136,6 +144,13 @@ impl Control {
             K_LANE => {
                 fixed(2)?;
                 Control::Lane(u16::from_be_bytes([p[0], p[1]]))
+            }
+            K_CLASS => {
+                fixed(1)?;
+                Control::Class(
+                    ErrorClass::from_code(p[0])
+                        .ok_or_else(|| invalid(format!("unknown error class {}", p[0])))?,
+                )
             }
             other => return Err(invalid(format!("unknown frame kind 0x{other:02x}"))),
         })

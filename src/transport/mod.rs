@@ -8,8 +8,8 @@
 //!   checkpoint acknowledgements and the final status.
 //!
 //! One file per concept: URLs ([`url`]), framing ([`frame`]), certificates ([`tlsconf`]),
-//! split TLS streams, QUIC, ssh, the sender ([`conn`], [`client`]) and the receiver
-//! ([`server`]). The wire protocol is specified in docs/transport.md.
+//! split TLS streams, QUIC, ssh, the sender ([`conn`], [`client`]), the receiver
+//! ([`server`]) and its verdict ([`verdict`]). The wire protocol is specified in docs/transport.md.
 
 pub mod channel;
 pub mod client;
@@ -24,6 +24,7 @@ pub mod stripe;
 mod tls;
 pub mod tlsconf;
 pub mod url;
+pub mod verdict;
 
 pub use channel::Channel;
 pub use client::{connect, connect_lanes, open_channel, ConnectOptions, QUIC_LANES};
@@ -32,3 +33,4 @@ pub use server::{Acker, Allow, Listener, Purpose, ServerOptions, Session};
 pub use ssh::SshOptions;
 pub use tlsconf::TlsFiles;
 pub use url::{Dest, ListenUrl, NetDest, Scheme};
+pub use verdict::{Failure, Verdict};

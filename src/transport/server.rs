@@ -16,6 +16,7 @@ use super::stripe;
 use super::tls;
 use super::tlsconf::{self, TlsFiles};
 use super::url::{ListenUrl, Scheme};
+use super::verdict::{self, Verdict};
 use crate::{Error, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -123,9 +124,9 @@ pub struct Acker {
 }
 
 impl Acker {
-    fn send(&mut self, c: &Control) -> Result<()> {
+    fn send(&mut self, frames: &[u8]) -> Result<()> {
         self.write
-            .write_all(&c.encode())
+            .write_all(frames)
             .and_then(|()| self.write.flush())
             .map_err(|e| Error::Transport {
                 endpoint: format!("client {}", self.peer),
@@ -136,12 +137,13 @@ impl Acker {
     /// Tell the sender that everything up to stream checkpoint `token` (the stream format's
     /// encoded checkpoint) is durable here.
     pub fn checkpoint(&mut self, token: &[u8]) -> Result<()> {
-        self.send(&Control::Checkpoint(token.to_vec()))
+        self.send(&Control::Checkpoint(token.to_vec()).encode())
     }
 
-    /// Send the final verdict (`Err` carries the receiver's error text) and close.
-    pub fn finish(mut self, outcome: std::result::Result<(), String>) -> Result<()> {
-        self.send(&Control::Status(outcome))?;
+    /// Send the final verdict and close. A failure carries the receiver's error text and
+    /// its class, so the sender exits with the code a local receiver would have.
+    pub fn finish(mut self, outcome: Verdict) -> Result<()> {
+        self.send(&verdict::encode(&outcome))?;
         self.write.close().map_err(|e| Error::Transport {
             endpoint: format!("client {}", self.peer),
             detail: format!("closing: {e}"),

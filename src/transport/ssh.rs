@@ -1,12 +1,14 @@
 //! `ssh://[user@]host[:port]/<path>`: the system `ssh` runs `lvmsync receive <path>` on the far
 //! side and its stdin is the byte pipe, as the Ruby lvmsync did. For `lvmsync verify` it runs
 //! `lvmsync verify --serve-hashes <path>` instead and talks over its stdin and stdout. Authentication, host keys and
-//! agent forwarding stay ssh's business; the remote command's exit status is the verdict and
-//! its stderr is shown (and quoted in the error when it fails).
+//! agent forwarding stay ssh's business. The remote command's exit status is the verdict, and
+//! a remote lvmsync's exit code is kept as the error's class (so `send` exits as the remote
+//! `receive` did). Its stderr is relayed as it comes, but for the remote lvmsync's error lines,
+//! which are quoted in the error instead, so that the reason is said once.
 
 use super::channel::Channel;
 use super::conn::{Conn, Outcome};
-use crate::{Error, Result};
+use crate::{Error, ErrorClass, Result};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -116,6 +118,46 @@ fn relay(endpoint: &str, line: &[u8]) {
 /// Keep the last this-many bytes of the remote's stderr for the error message.
 const STDERR_TAIL: usize = 4096;
 
+/// How the remote lvmsync (text log format) starts the line of the error it exits with.
+const REMOTE_ERROR: &str = "lvmsync: error: ";
+
+/// What ssh's stderr said that the error message may quote.
+#[derive(Default)]
+struct Said {
+    /// The remote lvmsync's error lines, prefix removed: not relayed, so that a failure says
+    /// them once, in the error (at most [`STDERR_TAIL`] bytes, the newest kept).
+    errors: Vec<String>,
+    /// The last [`STDERR_TAIL`] bytes of everything, for a failure without such lines (ssh's
+    /// own, a remote shell's "command not found").
+    tail: Vec<u8>,
+}
+
+impl Said {
+    /// Relay `line`, or hold it back if it is the remote lvmsync's error.
+    fn line(&mut self, endpoint: &str, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        match text
+            .trim_end_matches(['\n', '\r'])
+            .strip_prefix(REMOTE_ERROR)
+        {
+            Some(error) => {
+                self.errors.push(error.to_string());
+                while self.errors.iter().map(String::len).sum::<usize>() > STDERR_TAIL {
+                    self.errors.remove(0);
+                }
+            }
+            None => relay(endpoint, line),
+        }
+    }
+
+    /// Keep `bytes` in the tail.
+    fn keep(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
+        let excess = self.tail.len().saturating_sub(STDERR_TAIL);
+        self.tail.drain(..excess);
+    }
+}
+
 /// A running `ssh ... lvmsync receive <path>` (or `verify --serve-hashes <path>`, whose
 /// stdout is then read back).
 pub struct SshConn {
@@ -124,7 +166,7 @@ pub struct SshConn {
     stdin: Option<io::BufWriter<ChildStdin>>,
     stdout: Option<ChildStdout>,
     stderr: Option<JoinHandle<()>>,
-    tail: Arc<Mutex<Vec<u8>>>,
+    said: Arc<Mutex<Said>>,
 }
 
 impl SshConn {
@@ -153,29 +195,30 @@ impl SshConn {
             .stdin
             .take()
             .map(|s| io::BufWriter::with_capacity(1 << 20, s));
-        let tail = Arc::new(Mutex::new(Vec::new()));
+        let said = Arc::new(Mutex::new(Said::default()));
         let stderr = child.stderr.take().map(|mut err| {
-            let tail = tail.clone();
+            let said = said.clone();
             let endpoint = endpoint.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 let mut line = Vec::new();
+                let with = |f: &mut dyn FnMut(&mut Said)| {
+                    if let Ok(mut s) = said.lock() {
+                        f(&mut s);
+                    }
+                };
                 while let Ok(n @ 1..) = err.read(&mut buf) {
                     for piece in buf[..n].split_inclusive(|&b| b == b'\n') {
                         line.extend_from_slice(piece);
                         if line.ends_with(b"\n") || line.len() >= 64 << 10 {
-                            relay(&endpoint, &line);
+                            with(&mut |s| s.line(&endpoint, &line));
                             line.clear();
                         }
                     }
-                    if let Ok(mut t) = tail.lock() {
-                        t.extend_from_slice(&buf[..n]);
-                        let excess = t.len().saturating_sub(STDERR_TAIL);
-                        t.drain(..excess);
-                    }
+                    with(&mut |s| s.keep(&buf[..n]));
                 }
                 if !line.is_empty() {
-                    relay(&endpoint, &line);
+                    with(&mut |s| s.line(&endpoint, &line));
                 }
             })
         });
@@ -185,7 +228,7 @@ impl SshConn {
             child,
             stdin,
             stderr,
-            tail,
+            said,
         })
     }
 
@@ -203,11 +246,27 @@ impl SshConn {
     }
 
     fn verdict(&self, status: ExitStatus) -> Result<()> {
+        // Cloned, not taken: a failed wait may be explained again (a channel closed after a
+        // failed write); held lines are taken only on success, to be relayed once.
+        let (errors, tail) = match self.said.lock() {
+            Ok(mut s) if status.success() => (std::mem::take(&mut s.errors), Vec::new()),
+            Ok(s) => (s.errors.clone(), s.tail.clone()),
+            Err(_) => Default::default(),
+        };
         if status.success() {
+            // Error lines from a remote that succeeded after all: show them as they were.
+            for e in errors {
+                relay(&self.endpoint, format!("{REMOTE_ERROR}{e}").as_bytes());
+            }
             return Ok(());
         }
-        let tail = self.tail.lock().map(|t| t.clone()).unwrap_or_default();
-        let said = String::from_utf8_lossy(&tail).trim().to_string();
+        // The remote lvmsync's own error if it printed one (relayed lines are not repeated),
+        // else the tail of whatever ssh printed.
+        let said = if errors.is_empty() {
+            String::from_utf8_lossy(&tail).trim().to_string()
+        } else {
+            errors.join("; ")
+        };
         let who = match status.code() {
             Some(255) => "ssh itself failed (exit 255: check host, port, user and key)".to_string(),
             Some(c) => format!("the remote lvmsync exited with status {c}"),
@@ -218,15 +277,21 @@ impl SshConn {
         } else {
             format!("{who}: {said}")
         };
-        Err(Error::Transport {
-            endpoint: self.endpoint.clone(),
-            detail,
-        })
+        // The remote lvmsync's documented exit code is its error's class: keep it, so a
+        // refusal exits here as it did there (and as over tls://). 255 is ssh's own failure;
+        // other codes (126, 127: no lvmsync there) are not lvmsync's.
+        let class = status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .and_then(ErrorClass::from_code)
+            .unwrap_or(ErrorClass::Transport);
+        Err(Error::remote(class, &self.endpoint, detail))
     }
 
     fn pipe_error(&mut self, e: io::Error) -> io::Error {
         match self.wait() {
-            Err(why) => io::Error::new(e.kind(), why.to_string()),
+            // The remote's classified verdict, passed on whole by the stream writer.
+            Err(why) => io::Error::new(e.kind(), why),
             Ok(()) => io::Error::new(e.kind(), format!("{}: {e}", self.endpoint)),
         }
     }

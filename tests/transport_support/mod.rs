@@ -3,7 +3,7 @@
 //! `lvmsync receive` process (its arguments, and the address it announces on stderr).
 #![allow(dead_code)]
 
-use lvmsync::transport::{Allow, ListenUrl, Listener, ServerOptions, TlsFiles};
+use lvmsync::transport::{Allow, ListenUrl, Listener, ServerOptions, TlsFiles, Verdict};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
@@ -147,7 +147,7 @@ pub fn bind(url: &str, pki: &Pki) -> Listener {
 /// `verdict`. The thread's result is the accept/read outcome, as the receiver saw it.
 pub fn serve_one(
     listener: Listener,
-    verdict: Result<(), String>,
+    verdict: Verdict,
 ) -> (SocketAddr, JoinHandle<lvmsync::Result<Received>>) {
     let addr = listener.local_addr();
     let h = std::thread::spawn(move || {

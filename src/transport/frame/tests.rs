@@ -16,6 +16,7 @@ fn all_controls() -> Vec<Control> {
         Control::Checkpoint((0..64).collect()),
         Control::Status(Ok(())),
         Control::Status(Err("disk full".into())),
+        Control::Class(crate::ErrorClass::BaseMismatch),
         Control::Lane(2),
         Control::Query {
             name: "vm-1".into(),
