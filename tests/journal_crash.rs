@@ -218,11 +218,21 @@ fn kill_9_during_apply_leaves_base_or_target() {
     let (mut mid, mut base, mut target) = (0, 0, 0);
     for i in 0..400 {
         f.reset(i % 2 == 0);
-        // Mostly inside the apply (the first fifth is start-up and the up-front verification
-        // pass), a few after it ended.
+        // Mostly inside the apply, a few after it ended. Every third kill is timed from the
+        // start (start-up and the up-front verification pass, roughly the first fifth); the
+        // others from the moment the journal exists, so a loaded machine's slow start-up
+        // cannot make most kills land before the apply writes anything.
         let ms = full.as_millis() as u64;
-        let at_ms = ms / 5 + rng.below(ms * 9 / 10);
-        let running = kill_after(f.spawn_apply(), Duration::from_millis(at_ms));
+        let mut apply = f.spawn_apply();
+        let at_ms = if i % 3 == 0 {
+            ms / 5 + rng.below(ms * 9 / 10)
+        } else {
+            while !f.journal_exists() && apply.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            rng.below(ms * 9 / 10)
+        };
+        let running = kill_after(apply, Duration::from_millis(at_ms));
         if running && f.journal_exists() {
             mid += 1;
         }
