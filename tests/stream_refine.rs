@@ -229,6 +229,26 @@ fn a_cut_refined_stream_resumes_from_its_checkpoint() {
     let cp = resume_point(&paths).unwrap().expect("a kept checkpoint");
     assert!(cp.resume_offset > 0);
     let acked = cp.totals.stream_bytes;
+    // A continuation planned without refinement (`--no-refine`, or a base no longer
+    // read-only) is refused before anything is written: its changes cover more bytes before
+    // the resume offset than the interrupted stream's records did.
+    let mut out = Vec::new();
+    let err = send_changes(
+        &pair.new,
+        &changes,
+        &pair.header(&changes),
+        &mut out,
+        "t",
+        EncodeOptions {
+            resume: Some(cp),
+            ..opts()
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("planned differently"), "{err}");
+    assert!(out.is_empty(), "{} bytes written", out.len());
     let (rest, full_progress) = pair.send(
         &changes,
         EncodeOptions {

@@ -3,10 +3,11 @@
 use anyhow::Context;
 use clap::Args;
 use lvmsync::dm::{DeviceKind, ProbeReport};
+use lvmsync::stream::encode::rest_after;
 use lvmsync::stream::fingerprint::{content_fingerprint, fingerprint_keeping_leaves, LeafHashes};
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::record::Checkpoint;
-use lvmsync::stream::refine::refine;
+use lvmsync::stream::refine::{refine, UNIT};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
 use lvmsync::transport::{connect, ConnectOptions, Dest, SshOptions, TlsFiles};
 use lvmsync::units::Bytes;
@@ -299,6 +300,7 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
             PathBuf::from(format!("/dev/mapper/{}", b.dm_name)),
             args.since.clone().unwrap_or_default(),
             args.refine,
+            changes.block_size(),
         ),
         _ => None,
     };
@@ -363,6 +365,18 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
         changes = refine_changes(&changes, src, base)?;
         header.touched_bytes = changes.changed_bytes();
     }
+    // A token is checked before connecting: a refused resume creates no destination file.
+    let continues = |cp: Checkpoint| -> anyhow::Result<Checkpoint> {
+        rest_after(&changes, &cp, &args.to)
+            .with_context(|| resume_hint(args, refine_base.as_ref()))?;
+        Ok(cp)
+    };
+    let token = match args.resume.as_deref() {
+        Some(token) if token != "offered" => {
+            Some(continues(lvmsync::journal::resume::parse_token(token)?)?)
+        }
+        _ => None,
+    };
     let mut progress = Progress::new(args.progress, "send");
     let mut report = |d, t| progress.update(d, t);
     let mut opts = EncodeOptions {
@@ -385,18 +399,18 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     );
     let conn = connect(&dest, &args.net.options())?;
     opts.resume = match args.resume.as_deref() {
-        None => None,
         Some("offered") => {
             let offered = conn.resume_point().ok_or_else(|| Error::Destination {
                 dest: args.to.clone(),
                 detail: "the receiver has nothing to resume; send without --resume".into(),
             })?;
-            Some(Checkpoint::decode(offered).map_err(|d| Error::Transport {
+            let cp = Checkpoint::decode(offered).map_err(|d| Error::Transport {
                 endpoint: args.to.clone(),
                 detail: format!("the receiver offered a bad resume point: {d}"),
-            })?)
+            })?;
+            Some(continues(cp)?)
         }
-        Some(token) => Some(lvmsync::journal::resume::parse_token(token)?),
+        _ => token,
     };
     let sent = send_changes(src, &changes, &header, conn, &args.to, opts, &mut report);
     let summary = match sent.and_then(|(conn, summary)| conn.finish().map(|_| summary)) {
@@ -431,33 +445,66 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The older snapshot to refine against, when that is possible and safe: its device can be
-/// read, and it is read-only, so its bytes are still those that were sent and that the
-/// destination holds; or the user said so (`--refine`). A writable one may have been written
-/// since (a journal replay by a read-only mount is enough), and refining against it could
-/// leave out bytes the destination needs. Otherwise whole blocks are sent, and one info line
-/// says why and how to refine. Nothing is activated here.
-fn refinable(device: PathBuf, name: String, forced: bool) -> Option<Refinable> {
-    if let Err(e) = File::open(&device) {
-        tracing::info!(
+/// Why a `--since` send sends whole changed blocks instead of refining them.
+#[derive(Debug)]
+enum Whole {
+    /// The changes are listed in units no bigger than [`UNIT`] (classic snapshots' default
+    /// 4 KiB chunks), the granularity of that size.
+    Fine(Bytes),
+    /// The older snapshot's device can't be opened.
+    Unreadable(std::io::Error),
+    /// The older snapshot is writable and `--refine` was not given.
+    Writable,
+}
+
+/// Whether to refine changes listed at `granularity` against the older snapshot `device`:
+/// only when that can pay and is safe. Changes listed in 4 KiB chunks already (classic
+/// snapshots' default) could lose only the chunks rewritten with identical bytes, at the price
+/// of reading all of them from the older snapshot, so they are sent as listed. Otherwise the
+/// device must be readable, and read-only, so its bytes are still those that were sent and
+/// that the destination holds; a writable one may have been written since (a journal replay
+/// by a read-only mount is enough), and refining against it could leave out bytes the
+/// destination needs. `forced` (`--refine`) refines whenever the device can be read.
+fn refine_choice(device: &Path, forced: bool, granularity: Bytes) -> Result<(), Whole> {
+    if !forced && granularity <= UNIT {
+        return Err(Whole::Fine(granularity));
+    }
+    File::open(device).map_err(Whole::Unreadable)?;
+    match forced || read_only(device) {
+        true => Ok(()),
+        false => Err(Whole::Writable),
+    }
+}
+
+/// The older snapshot to refine against ([`refine_choice`]); when there is none, one info
+/// line says why and how to refine. Nothing is activated here.
+fn refinable(device: PathBuf, name: String, forced: bool, granularity: Bytes) -> Option<Refinable> {
+    let why = match refine_choice(&device, forced, granularity) {
+        Ok(()) => return Some(Refinable { device, name }),
+        Err(why) => why,
+    };
+    match why {
+        Whole::Fine(g) => tracing::info!(
+            base = %device.display(),
+            "not refining: the changes are listed in {g}-byte chunks, no bigger than the 4 KiB \
+             refinement unit, so reading {name} could only drop chunks rewritten with identical \
+             bytes; sending them as listed (--refine: refine anyway)"
+        ),
+        Whole::Unreadable(e) => tracing::info!(
             base = %device.display(),
             "not refining: can't read {} ({e}); sending whole changed blocks. To send only \
              the changed 4 KiB units, make it readable (a thin snapshot with the activation-skip \
              flag: `lvchange -ay -K {name}`), or pass --no-refine to silence this",
             device.display()
-        );
-        return None;
+        ),
+        Whole::Writable => tracing::info!(
+            base = %device.display(),
+            "not refining: {name} is writable, so its bytes may no longer be those the \
+             destination holds; sending whole changed blocks. To send only the changed 4 KiB \
+             units, keep sent snapshots read-only (`lvchange -pr {name}`), or pass --refine if \
+             it has not been written since it was sent"
+        ),
     }
-    if forced || read_only(&device) {
-        return Some(Refinable { device, name });
-    }
-    tracing::info!(
-        base = %device.display(),
-        "not refining: {name} is writable, so its bytes may no longer be those the destination \
-         holds; sending whole changed blocks. To send only the changed 4 KiB units, keep sent \
-         snapshots read-only (`lvchange -pr {name}`), or pass --refine if it has not been \
-         written since it was sent"
-    );
     None
 }
 
@@ -472,6 +519,28 @@ fn read_only(dev: &Path) -> bool {
     let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
     std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/ro"))
         .is_ok_and(|s| s.trim() == "1")
+}
+
+/// What to do when a resumed send's changes are not those of the interrupted send: name
+/// the flag that makes the other refinement choice (the usual cause), or the options that
+/// shape the changes.
+fn resume_hint(args: &SendArgs, refine_base: Option<&Refinable>) -> String {
+    match (&args.since, refine_base) {
+        (_, Some(b)) => format!(
+            "not resuming: this send refines the changes against {}; if the interrupted one \
+             sent whole changed blocks (with --no-refine, or {} was writable then), resume \
+             with --no-refine",
+            b.name, b.name
+        ),
+        (Some(since), None) => format!(
+            "not resuming: this send sends whole changed blocks; if the interrupted one \
+             refined them against {since} (it was read-only then, or with --refine), resume \
+             with --refine"
+        ),
+        (None, None) => {
+            "not resuming: it needs the interrupted send's source, --base and --block-size".into()
+        }
+    }
 }
 
 /// `changes` cut down to the 4 KiB units of `src` that differ from the older snapshot.
@@ -530,3 +599,6 @@ fn print_plan(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
