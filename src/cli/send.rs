@@ -40,15 +40,16 @@ pub struct SendArgs {
     pub base: Option<PathBuf>,
     /// Older LVM snapshot of the same volume: send the changes since it. When its device
     /// is read-only (`lvcreate -pr`, `lvchange -pr`) it is also read to refine them: of
-    /// each changed thin block or COW chunk only the 4 KiB units that differ from it are
-    /// sent (see --refine, --no-refine).
+    /// each changed thin block or COW chunk bigger than 4 KiB only the 4 KiB units that
+    /// differ from it are sent (see --refine, --no-refine).
     #[arg(long, value_name = "SNAPSHOT")]
     pub since: Option<String>,
-    /// With --since: refine even though the older snapshot is writable. Refining trusts
-    /// its bytes to be those the destination holds: use this only if it has not been
-    /// written since it was sent (not even by `mount -o ro`, which replays an ext4/XFS
-    /// journal into it); a write there would make the send leave out bytes the destination
-    /// needs. Making it read-only (`lvchange -pr`) is the safe way.
+    /// With --since: refine even though the older snapshot is writable, or the changes are
+    /// listed in 4 KiB COW chunks (which refining can only cut by identical rewrites).
+    /// Refining trusts its bytes to be those the destination holds: use this only if it has
+    /// not been written since it was sent (not even by `mount -o ro`, which replays an
+    /// ext4/XFS journal into it); a write there would make the send leave out bytes the
+    /// destination needs. Making it read-only (`lvchange -pr`) is the safe way.
     #[arg(long, requires = "since", conflicts_with = "no_refine")]
     pub refine: bool,
     /// With --since: send whole changed blocks/chunks as the snapshot metadata lists them,
@@ -71,7 +72,9 @@ pub struct SendArgs {
     pub progress: ProgressMode,
     /// Send only what follows the checkpoint of an interrupted transfer: the token the
     /// receiver printed (files, pipes, ssh: it continues with `receive --resume`), or with no
-    /// token the resume point a listening receiver offers (tls://, quic://, tcp://).
+    /// token the resume point a listening receiver offers (tls://, quic://, tcp://). Give the
+    /// interrupted send's options (--since/--base, --block-size, --refine/--no-refine): other
+    /// changes are refused before anything is sent (exit 2).
     #[arg(long, value_name = "TOKEN", num_args = 0..=1, default_missing_value = "offered")]
     pub resume: Option<String>,
     /// Stream bytes between checkpoints (default 64 MiB; small values for tests).

@@ -8,7 +8,9 @@
 //!   (`lvchange -pr`: refined against s2); the destination equals s3.
 //! - Classic: the same with a classic LV and COW snapshots, streamed through a pipe
 //!   (`send --to - | lvmsync receive <dest>`); the incremental's changed chunks come from
-//!   the older snapshot's exception store, its data from the newer snapshot.
+//!   the older snapshot's exception store, its data from the newer snapshot. With 4 KiB
+//!   chunks the changes are not refined against a read-only older snapshot (a dry run says
+//!   no upper bound) unless --refine says so.
 //!
 //! Each destination starts filled with junk, so a range the stream does not write (or zero)
 //! shows up in the compare.
@@ -16,7 +18,7 @@
 use lvmsync::dm::lvm::{create_cow_snapshot, create_thin_snapshot};
 use lvmsync::dm::name::lv_dm_name;
 use lvmsync::units::Bytes;
-use lvmsync_vm_tests::{lvmsync_bin, run, write_at, VolumeGroup};
+use lvmsync_vm_tests::{lvmsync_bin, run, run_status, write_at, VolumeGroup};
 use std::process::{Command, Stdio};
 
 const MIB: u64 = 1 << 20;
@@ -248,5 +250,31 @@ fn classic_full_then_incremental_into_lv() {
         &dst,
         &origin,
         "classic incremental: destination equals the origin",
+    );
+
+    // LVM's default 4 KiB chunks are sent as listed, even against a read-only older
+    // snapshot: refining them could drop only identical rewrites. --refine still refines.
+    create_cow_snapshot(&vg.lv("origin"), "c3", Bytes(8 * MIB), Bytes(4096)).expect("snapshot c3");
+    run("lvchange", &["-pr", &vg.lv("c3")]);
+    write_at(&origin, 65536, &noise(400, 4096));
+    create_cow_snapshot(&vg.lv("origin"), "c4", Bytes(8 * MIB), Bytes(65536)).expect("snapshot c4");
+    let (c3, c4) = (vg.lv("c3"), vg.lv("c4"));
+    let bin = lvmsync_bin().to_string_lossy().into_owned();
+    let dry = ["send", &c4, "--since", &c3, "--dry-run", "--to", "-"];
+    let plan = run_status(&bin, &dry);
+    let (out, err) = (
+        String::from_utf8_lossy(&plan.stdout),
+        String::from_utf8_lossy(&plan.stderr),
+    );
+    assert!(
+        plan.status.success()
+            && !out.contains("an upper bound")
+            && err.contains("4096-byte chunks"),
+        "dry run, 4 KiB chunks, read-only c3: {out}{err}"
+    );
+    let plan = run(&bin, &[&dry[..], &["--refine"]].concat());
+    assert!(
+        plan.contains("an upper bound"),
+        "dry run, 4 KiB chunks, --refine: {plan}"
     );
 }
