@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use lvmsync::dm::{DeviceKind, ProbeReport};
+use lvmsync::dm::{DeviceKind, ProbeReport, Target};
 use lvmsync::stream::encode::rest_after;
 use lvmsync::stream::fingerprint::{content_fingerprint, fingerprint_keeping_leaves, LeafHashes};
 use lvmsync::stream::progress::{Progress, ProgressMode};
@@ -270,22 +270,35 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let snap = lvmsync::dm::probe(&name)?;
     let read_from = PathBuf::from(format!("/dev/mapper/{}", snap.dm_name));
     let size = snap.size.0;
+    let external = external_origin(&snap);
     let (changes, base) = match &args.since {
         Some(since) => {
             let base = lvmsync::dm::probe(since)?;
             let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
+            let changes = with_grown_tail(&changes, snap.kind, base.size.0, size)?;
             (changes, Some(base))
         }
         // A full sync of a thin snapshot: its mapped ranges, and discards for the holes.
-        None if snap.kind == DeviceKind::Thin => {
+        None if snap.kind == DeviceKind::Thin && !external => {
             let mapped = lvmsync::dm::diff_probed(&snap, None, false)?;
-            (with_holes_discarded(&mapped, size)?, None)
+            (with_holes_discarded(&mapped, 0, size)?, None)
         }
         // A full sync of any other device: every byte, zero runs sparse.
         None => {
             let all = Extent::new(0, size, ExtentKind::Changed);
             (ChangeSet::from_extents(Bytes(block), [all])?, None)
         }
+    };
+    let changes = match external {
+        true => {
+            tracing::info!(
+                source = name,
+                "{name} has an external origin: its unmapped ranges read that origin's bytes, \
+                 so they are sent as data, not as discards"
+            );
+            removed_as_data(&changes)?
+        }
+        false => changes,
     };
     let mut h = header(name, size, block, changes.changed_bytes());
     h.source_uuid = snap
@@ -316,13 +329,20 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     })
 }
 
-/// `mapped` plus `Removed` extents over every gap up to `size`.
-fn with_holes_discarded(mapped: &ChangeSet, size: u64) -> anyhow::Result<ChangeSet> {
+/// `mapped` plus `Removed` extents over every gap between `from` and `size`.
+fn with_holes_discarded(mapped: &ChangeSet, from: u64, size: u64) -> anyhow::Result<ChangeSet> {
     let mut all = mapped.extents().to_vec();
-    let mut pos = 0;
+    let mut pos = from;
     for e in mapped.extents() {
-        all.push(Extent::new(pos, e.offset.0 - pos, ExtentKind::Removed));
-        pos = e.offset.0 + e.length.0;
+        let end = e.offset.0 + e.length.0;
+        if end > pos {
+            all.push(Extent::new(
+                pos,
+                e.offset.0.saturating_sub(pos),
+                ExtentKind::Removed,
+            ));
+            pos = end;
+        }
     }
     all.push(Extent::new(
         pos,
@@ -330,6 +350,56 @@ fn with_holes_discarded(mapped: &ChangeSet, size: u64) -> anyhow::Result<ChangeS
         ExtentKind::Removed,
     ));
     Ok(ChangeSet::from_extents(mapped.block_size(), all)?)
+}
+
+/// `changes` of a volume that grew from `base_size` to `size` since the older snapshot, plus
+/// what snapshot metadata leaves out of the grown part: the destination is grown too
+/// (`lvextend`), and holds whatever was on its disk there, so every byte of it must be
+/// written. A thin snapshot lists its mapped blocks there (`added`); its unmapped ones read
+/// zeroes and are sent as discards (the receiver zeroes them). A classic snapshot's store
+/// covers only the older snapshot's size: the whole grown part is sent.
+fn with_grown_tail(
+    changes: &ChangeSet,
+    kind: DeviceKind,
+    base_size: u64,
+    size: u64,
+) -> anyhow::Result<ChangeSet> {
+    if size <= base_size {
+        return Ok(changes.clone());
+    }
+    if kind == DeviceKind::Thin {
+        return with_holes_discarded(changes, base_size, size);
+    }
+    let tail = Extent::new(base_size, size - base_size, ExtentKind::Changed);
+    let below = clip_to(changes, base_size)?;
+    Ok(ChangeSet::from_extents(
+        changes.block_size(),
+        below.extents().iter().copied().chain([tail]),
+    )?)
+}
+
+/// Whether thin device `p` has an external origin (`thin <pool> <id> <origin>` in its
+/// table): its unmapped blocks read that origin's bytes, not zeroes.
+fn external_origin(p: &ProbeReport) -> bool {
+    p.table.iter().any(|l| {
+        matches!(
+            l.target,
+            Target::Thin {
+                external_origin: Some(_),
+                ..
+            }
+        )
+    })
+}
+
+/// `changes` with every `removed` extent sent as data: for a source whose unmapped blocks
+/// read an external origin's bytes, a discard (zeroes at the destination) would be wrong.
+fn removed_as_data(changes: &ChangeSet) -> anyhow::Result<ChangeSet> {
+    let kept = changes.extents().iter().map(|e| match e.kind {
+        ExtentKind::Removed => Extent::new(e.offset.0, e.length.0, ExtentKind::Changed),
+        _ => *e,
+    });
+    Ok(ChangeSet::from_extents(changes.block_size(), kept)?)
 }
 
 /// True when the source names an LVM/dm device (a name, or a block device) rather than an
