@@ -521,8 +521,8 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
 /// Why a `--since` send sends whole changed blocks instead of refining them.
 #[derive(Debug)]
 enum Whole {
-    /// The changes are listed in units no bigger than [`UNIT`] (classic snapshots' default
-    /// 4 KiB chunks), the granularity of that size.
+    /// The changes are listed in chunks of this size, no bigger than [`UNIT`] (classic
+    /// snapshots' default 4 KiB chunks): refining could drop only identical rewrites.
     Fine(Bytes),
     /// The older snapshot's device can't be opened.
     Unreadable(std::io::Error),
