@@ -2,10 +2,12 @@
 //! a thin-like delta of two images, the old one pseudo-random, the new one with 2% of it
 //! rewritten (half as scattered 4 KiB writes, half as 1 MiB runs: the mix of
 //! scripts/bench-peers-guest.sh) and the changes listed as whole 64 KiB blocks, as a thin pool
-//! reports them. `whole`: `send_changes` of those blocks (what `send --since --no-refine` and
+//! reports them; plus 2% of blocks `added` (zero in the old image, as an unmapped thin block
+//! reads; in the new one half of them hold one written 4 KiB unit, half are written whole). `whole`: `send_changes` of those blocks (what `send --since --no-refine` and
 //! lvmsync before refinement do); `refined`: `refine` against the old image, then
 //! `send_changes` of what is left (`send --since`). Both into a sink, page cache warm, rounds
-//! interleaved; the stream bytes are exact, the times are the host's (not QEMU/TCG's).
+//! interleaved, each round also timing the refinement pass alone; the stream bytes are exact,
+//! the times are the host's (not QEMU/TCG's).
 //!
 //! `LVMSYNC_BENCH_MIB` (default 1024) and `LVMSYNC_BENCH_ROUNDS` (default 3); `BENCH_DIR`
 //! (default `/var/tmp`) holds the two images.
@@ -41,8 +43,30 @@ fn main() {
             f.write_all_at(&buf, m << 20).unwrap();
         }
     }
+    let n_blocks = size / BLOCK;
+    let mut added = BTreeSet::new();
+    while (added.len() as u64) < n_blocks / 50 {
+        added.insert(bench_support::next_random(&mut rng) % n_blocks);
+    }
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&old).unwrap();
+        for b in &added {
+            f.write_all_at(&[0; BLOCK as usize], b * BLOCK).unwrap();
+        }
+    }
     std::fs::copy(&old, &new).unwrap();
     let f = std::fs::OpenOptions::new().write(true).open(&new).unwrap();
+    for (i, b) in added.iter().enumerate() {
+        let (at, len) = match i % 2 {
+            0 => (
+                b * BLOCK + bench_support::next_random(&mut rng) % 16 * 4096,
+                4096,
+            ),
+            _ => (b * BLOCK, BLOCK),
+        };
+        bench_support::fill_random(&mut buf[..len as usize], &mut rng);
+        f.write_all_at(&buf[..len as usize], at).unwrap();
+    }
     let mut blocks = BTreeSet::new();
     let mut write = |off: u64, len: u64, rng: &mut u64| {
         bench_support::fill_random(&mut buf[..len as usize], rng);
@@ -58,11 +82,16 @@ fn main() {
         let off = (bench_support::next_random(&mut rng) % mib) << 20;
         write(off, 1 << 20, &mut rng);
     }
+    blocks.extend(&added);
+    let kind = |b: &u64| match added.contains(b) {
+        true => ExtentKind::Added,
+        false => ExtentKind::Changed,
+    };
     let changes = ChangeSet::from_extents(
         Bytes(BLOCK),
         blocks
             .iter()
-            .map(|b| Extent::new(b * BLOCK, BLOCK, ExtentKind::Changed)),
+            .map(|b| Extent::new(b * BLOCK, BLOCK, kind(b))),
     )
     .unwrap();
     let send = |changes: &ChangeSet| -> SendSummary {
@@ -93,8 +122,13 @@ fn main() {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let whole = || send(&changes);
     let refined = || send(&refine(&changes, &new, &old, workers).unwrap().changes);
+    let pass = || {
+        let t = Instant::now();
+        refine(&changes, &new, &old, workers).unwrap();
+        t.elapsed().as_secs_f64()
+    };
     warm(&old, &new);
-    let (mut w, mut r) = (Vec::new(), Vec::new());
+    let (mut w, mut r, mut p) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ws, mut rs) = (SendSummary::default(), SendSummary::default());
     for round in 0..rounds {
         let time = |f: &dyn Fn() -> SendSummary, s: &mut SendSummary, v: &mut Vec<f64>| {
@@ -109,15 +143,18 @@ fn main() {
             time(&refined, &mut rs, &mut r);
             time(&whole, &mut ws, &mut w);
         }
+        p.push(pass());
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (wm, rm) = (med(&mut w), med(&mut r));
+    let (wm, rm, pm) = (med(&mut w), med(&mut r), med(&mut p));
     println!(
-        "{mib} MiB images, {} changed 64 KiB blocks ({} bytes), {rounds} rounds, page cache warm",
+        "{mib} MiB images, {} changed 64 KiB blocks ({} of them added; {} bytes), {rounds} \
+         rounds, page cache warm",
         blocks.len(),
+        added.len(),
         changes.changed_bytes().0
     );
     println!("| | whole blocks | refined | ratio (whole / refined) |");
@@ -141,6 +178,7 @@ fn main() {
         "| send time, median | {wm:.3} s | {rm:.3} s | {:.2}× |",
         wm / rm
     );
+    println!("| of which the refinement pass, median | | {pm:.3} s | |");
 }
 
 /// Read both images once, so every round starts with them in the page cache.

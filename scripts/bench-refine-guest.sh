@@ -18,6 +18,10 @@
 # Setup: a thin pool with 64 KiB blocks, thin LV (BENCH_SIZE_MIB, default 128) filled with
 # half random, half compressible 64 KiB blocks; snapshot s1; then 2% of the LV rewritten, half
 # as scattered 4 KiB writes, half as 1 MiB runs (the mix of scripts/bench-peers-guest.sh).
+#
+# BENCH_KIND=classic: the same on a plain LV with classic snapshots of LVM's default 4 KiB
+# chunks (s1 read-only), sending a second classic snapshot s2 taken after the writes
+# (`send s2 --since s1`); not with BENCH_RECEIVE.
 set -euo pipefail
 [ "${LVMSYNC_VM_GUEST:-}" = 1 ] || { echo "bench-refine-guest.sh: run it through vm-tests/run (it needs the guest)" >&2; exit 2; }
 S=${BENCH_SIZE_MIB:-128}
@@ -31,8 +35,14 @@ now() { date +%s.%N; }
 
 pvcreate -q "$disk" >/dev/null
 vgcreate -q $VG "$disk" >/dev/null
-lvc --type thin-pool -L $((S * 2))M --poolmetadatasize 16M --chunksize 64k -n pool $VG
-lvc -V ${S}M -T $VG/pool -n thin
+KIND=${BENCH_KIND:-thin}
+if [ "$KIND" = classic ]; then
+    [ "${BENCH_RECEIVE:-0}" = 1 ] && { echo "BENCH_KIND=classic: no BENCH_RECEIVE" >&2; exit 2; }
+    lvc -L ${S}M -n thin $VG # the origin (named as the thin LV is, for the code below)
+else
+    lvc --type thin-pool -L $((S * 2))M --poolmetadatasize 16M --chunksize 64k -n pool $VG
+    lvc -V ${S}M -T $VG/pool -n thin
+fi
 python3 - "$S" $M-thin <<'PY'
 import os, random, sys
 size, dev = int(sys.argv[1]) << 20, sys.argv[2]
@@ -45,7 +55,11 @@ for b in range(size // 65536):
 os.fsync(fd)
 PY
 # Read-only (-pr): a sent snapshot kept as the base, which B refines against by default.
-lvc -s -pr -kn -n s1 $VG/thin
+if [ "$KIND" = classic ]; then
+    lvc -s -pr -c 4k -L $((S / 4))M -n s1 $VG/thin
+else
+    lvc -s -pr -kn -n s1 $VG/thin
+fi
 python3 - "$S" $M-thin <<'PY'
 import os, random, sys
 size_mib, dev = int(sys.argv[1]), sys.argv[2]
@@ -63,6 +77,11 @@ blocks = {u // 16 for u in units}
 print(f"writes: {len(writes)}, {len(units) * 4096} distinct bytes in 4 KiB units, "
       f"{len(blocks)} 64 KiB blocks ({len(blocks) * 65536} bytes)")
 PY
+SRC=$VG/thin
+if [ "$KIND" = classic ]; then
+    lvc -s -c 4k -L $((S / 4))M -n s2 $VG/thin
+    SRC=$VG/s2
+fi
 if [ "${BENCH_RECEIVE:-0}" = 1 ]; then
     lvc --type thin-pool -L $((S * 2))M --poolmetadatasize 16M --chunksize 64k -n dpool $VG
     lvc -V ${S}M -T $VG/dpool -n dold
@@ -79,7 +98,7 @@ run() {
     shift 2
     sync; echo 3 >/proc/sys/vm/drop_caches
     "$bin" --version >/dev/null
-    local send=("$bin" send $VG/thin --since $VG/s1 "$@" --progress none --log-format json --to -)
+    local send=("$bin" send $SRC --since $VG/s1 "$@" --progress none --log-format json --to -)
     if [ "${BENCH_RECEIVE:-0}" = 1 ]; then
         n=$((n + 1))
         lvc -s -kn -n d$n $VG/dold

@@ -3,7 +3,9 @@
 //! snapshots): a 64 KiB changed extent with one 4 KiB unit different becomes exactly one
 //! 4 KiB data record, an equal extent nothing; the refined stream applied onto a copy of the
 //! base gives the new image; a cut, resumable receive continues from its checkpoint with a
-//! refined continuation stream.
+//! refined continuation stream, and a continuation planned without refinement is refused
+//! before it writes anything; `added` extents are compared with the base's bytes (an external
+//! origin's), and kept past the base's end (a grown destination).
 
 use lvmsync::journal::resume::resume_point;
 use lvmsync::journal::{apply_stream, ApplyOptions, DestPaths};
@@ -52,14 +54,16 @@ impl Pair {
 
     /// A delta header from `old` to `new` by content fingerprints, touching `changes`.
     fn header(&self, changes: &ChangeSet) -> Header {
+        let len = |p: &Path| Bytes(std::fs::metadata(p).unwrap().len());
+        let (base_size, size) = (len(&self.old), len(&self.new));
         Header {
             source: "new.img".into(),
             source_uuid: String::new(),
-            device_size: Bytes(SIZE),
-            base_size: Bytes(SIZE),
+            device_size: size,
+            base_size,
             block_size: Bytes(K64),
-            base: content_fingerprint(&self.old, Bytes(SIZE)).unwrap(),
-            target: content_fingerprint(&self.new, Bytes(SIZE)).unwrap(),
+            base: content_fingerprint(&self.old, base_size).unwrap(),
+            target: content_fingerprint(&self.new, size).unwrap(),
             created_unix: 1,
             touched_bytes: changes.changed_bytes(),
         }
@@ -225,6 +229,26 @@ fn a_cut_refined_stream_resumes_from_its_checkpoint() {
     let cp = resume_point(&paths).unwrap().expect("a kept checkpoint");
     assert!(cp.resume_offset > 0);
     let acked = cp.totals.stream_bytes;
+    // A continuation planned without refinement (`--no-refine`, or a base no longer
+    // read-only) is refused before anything is written: its changes cover more bytes before
+    // the resume offset than the interrupted stream's records did.
+    let mut out = Vec::new();
+    let err = send_changes(
+        &pair.new,
+        &changes,
+        &pair.header(&changes),
+        &mut out,
+        "t",
+        EncodeOptions {
+            resume: Some(cp),
+            ..opts()
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("planned differently"), "{err}");
+    assert!(out.is_empty(), "{} bytes written", out.len());
     let (rest, full_progress) = pair.send(
         &changes,
         EncodeOptions {
@@ -245,5 +269,76 @@ fn a_cut_refined_stream_resumes_from_its_checkpoint() {
         ..apply_opts(&state)
     };
     apply_stream(&rest[..], "t", &dest, &resume, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), new);
+}
+
+/// A thin base with an external origin reads that origin's bytes where it is unmapped (here:
+/// the old image's noise under an `added` block), and the destination holds them: the unit the
+/// newer snapshot zeroed is sent (as a zero record), the written one as data, the equal ones
+/// not at all; the apply gives the new image.
+#[test]
+fn added_blocks_over_an_external_origin_keep_the_units_that_differ_from_it() {
+    let old = noise(4, SIZE as usize);
+    let mut new = old.clone();
+    let block = 5 * K64 as usize;
+    new[block + 2 * 4096..block + 3 * 4096].fill(0);
+    new[block + 7 * 4096 + 9] ^= 0x11;
+    let pair = Pair::new(&old, &new);
+    let changes =
+        ChangeSet::from_extents(Bytes(K64), [Extent::new(5 * K64, K64, ExtentKind::Added)])
+            .unwrap();
+    let (stream, _) = pair.send(&changes, EncodeOptions::default());
+    let at = (block + 7 * 4096) as u64;
+    assert_eq!(
+        items(&stream),
+        vec![
+            Item::Zero {
+                offset: (block + 2 * 4096) as u64,
+                len: 4096
+            },
+            Item::Data {
+                offset: at,
+                data: new[at as usize..at as usize + 4096].to_vec()
+            }
+        ]
+    );
+    let dest = pair.dest();
+    apply_stream(
+        &stream[..],
+        "t",
+        &dest,
+        &apply_opts(&pair.path("st")),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), new);
+}
+
+/// The source grew since the base: the destination was grown beforehand (as `lvextend`
+/// does: whatever bytes were on the disk, here noise), and the added blocks past the base's
+/// end are sent whole, their zero units as zero records, so the apply gives the new image.
+#[test]
+fn added_zero_units_past_the_bases_end_are_sent() {
+    let old = noise(5, SIZE as usize / 2);
+    let mut new = old.clone();
+    new.resize(SIZE as usize, 0); // grown; one unit of the new part written
+    let at = SIZE as usize / 2 + K64 as usize + 4096;
+    new[at..at + 4096].copy_from_slice(&noise(6, 4096));
+    let pair = Pair::new(&old, &new);
+    let grown = Extent::new(SIZE / 2, SIZE / 2, ExtentKind::Added);
+    let changes = ChangeSet::from_extents(Bytes(K64), [grown]).unwrap();
+    let (stream, _) = pair.send(&changes, EncodeOptions::default());
+    let dest = pair.dest();
+    let mut stale = old.clone();
+    stale.extend(noise(7, SIZE as usize / 2)); // what the grown LV held there
+    std::fs::write(&dest, &stale).unwrap();
+    apply_stream(
+        &stream[..],
+        "t",
+        &dest,
+        &apply_opts(&pair.path("st")),
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), new);
 }

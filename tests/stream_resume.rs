@@ -1,7 +1,8 @@
 //! Resume: a `--resumable` receive whose stream is cut keeps the verified part up to its last
 //! durable checkpoint and prints a token; `send --resume <token>` sends only what follows and
 //! `receive --resume` finishes it, exactly; a plain `recover` instead rolls the partial apply
-//! back to exactly the base; a stream that does not continue from the checkpoint is refused.
+//! back to exactly the base; a stream that does not continue from the checkpoint is refused,
+//! and so is a resumed send planned with other options, before it sends anything.
 
 mod stream_util;
 use std::path::{Path, PathBuf};
@@ -108,4 +109,35 @@ fn partial_apply_is_rolled_back_by_recover_and_bad_continuations_refused() {
     assert_eq!(file_hash(&s.dest), file_hash(&s.v0));
     assert!(!state_dir_has_journal(&s.st));
     let _ = &s.d;
+}
+
+/// A resumed send whose changes are not those of the interrupted one (here: --block-size
+/// 4096 instead of 16384, so finer blocks) is refused before it connects: usage error (exit
+/// 2) naming the options, no stream file, and the partial apply still resumable.
+#[test]
+fn a_resume_planned_with_other_options_is_refused_before_sending() {
+    let s = setup();
+    let full = send(&s, None);
+    let token = cut_receive(&s, &full[..full.len() / 2]);
+    let out = at(&s.d, "rest.lvd");
+    let o = bin()
+        .args(["send", "--progress", "none", "--block-size", "4096"])
+        .arg("--base")
+        .arg(&s.v0)
+        .arg(&s.v1)
+        .arg("--to")
+        .arg(&out)
+        .args(["--resume", &token])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("planned differently") && err.contains("--block-size"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused resume wrote {}", out.display());
+    let rest = send(&s, Some(&token));
+    ok(&receive(&rest, &s.dest, &s.st, &["--resume"]));
+    assert_eq!(file_hash(&s.dest), file_hash(&s.v1));
 }

@@ -2,11 +2,12 @@
 
 use anyhow::Context;
 use clap::Args;
-use lvmsync::dm::{DeviceKind, ProbeReport};
+use lvmsync::dm::{DeviceKind, ProbeReport, Target};
+use lvmsync::stream::encode::rest_after;
 use lvmsync::stream::fingerprint::{content_fingerprint, fingerprint_keeping_leaves, LeafHashes};
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::record::Checkpoint;
-use lvmsync::stream::refine::refine;
+use lvmsync::stream::refine::{refine, UNIT};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
 use lvmsync::transport::{connect, ConnectOptions, Dest, SshOptions, TlsFiles};
 use lvmsync::units::Bytes;
@@ -40,15 +41,16 @@ pub struct SendArgs {
     pub base: Option<PathBuf>,
     /// Older LVM snapshot of the same volume: send the changes since it. When its device
     /// is read-only (`lvcreate -pr`, `lvchange -pr`) it is also read to refine them: of
-    /// each changed thin block or COW chunk only the 4 KiB units that differ from it are
-    /// sent (see --refine, --no-refine).
+    /// each changed thin block or COW chunk bigger than 4 KiB only the 4 KiB units that
+    /// differ from it are sent (see --refine, --no-refine).
     #[arg(long, value_name = "SNAPSHOT")]
     pub since: Option<String>,
-    /// With --since: refine even though the older snapshot is writable. Refining trusts
-    /// its bytes to be those the destination holds: use this only if it has not been
-    /// written since it was sent (not even by `mount -o ro`, which replays an ext4/XFS
-    /// journal into it); a write there would make the send leave out bytes the destination
-    /// needs. Making it read-only (`lvchange -pr`) is the safe way.
+    /// With --since: refine even though the older snapshot is writable, or the changes are
+    /// listed in 4 KiB COW chunks (which refining can only cut by identical rewrites).
+    /// Refining trusts its bytes to be those the destination holds: use this only if it has
+    /// not been written since it was sent (not even by `mount -o ro`, which replays an
+    /// ext4/XFS journal into it); a write there would make the send leave out bytes the
+    /// destination needs. Making it read-only (`lvchange -pr`) is the safe way.
     #[arg(long, requires = "since", conflicts_with = "no_refine")]
     pub refine: bool,
     /// With --since: send whole changed blocks/chunks as the snapshot metadata lists them,
@@ -71,7 +73,9 @@ pub struct SendArgs {
     pub progress: ProgressMode,
     /// Send only what follows the checkpoint of an interrupted transfer: the token the
     /// receiver printed (files, pipes, ssh: it continues with `receive --resume`), or with no
-    /// token the resume point a listening receiver offers (tls://, quic://, tcp://).
+    /// token the resume point a listening receiver offers (tls://, quic://, tcp://). Give the
+    /// interrupted send's options (--since/--base, --block-size, --refine/--no-refine): other
+    /// changes are refused before anything is sent (exit 2).
     #[arg(long, value_name = "TOKEN", num_args = 0..=1, default_missing_value = "offered")]
     pub resume: Option<String>,
     /// Stream bytes between checkpoints (default 64 MiB; small values for tests).
@@ -267,22 +271,35 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let snap = lvmsync::dm::probe(&name)?;
     let read_from = PathBuf::from(format!("/dev/mapper/{}", snap.dm_name));
     let size = snap.size.0;
+    let external = external_origin(&snap);
     let (changes, base) = match &args.since {
         Some(since) => {
             let base = lvmsync::dm::probe(since)?;
             let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
+            let changes = with_grown_tail(&changes, snap.kind, base.size.0, size)?;
             (changes, Some(base))
         }
         // A full sync of a thin snapshot: its mapped ranges, and discards for the holes.
-        None if snap.kind == DeviceKind::Thin => {
+        None if snap.kind == DeviceKind::Thin && !external => {
             let mapped = lvmsync::dm::diff_probed(&snap, None, false)?;
-            (with_holes_discarded(&mapped, size)?, None)
+            (with_holes_discarded(&mapped, 0, size)?, None)
         }
         // A full sync of any other device: every byte, zero runs sparse.
         None => {
             let all = Extent::new(0, size, ExtentKind::Changed);
             (ChangeSet::from_extents(Bytes(block), [all])?, None)
         }
+    };
+    let changes = match external {
+        true => {
+            tracing::info!(
+                source = name,
+                "{name} has an external origin: its unmapped ranges read that origin's bytes, \
+                 so they are sent as data, not as discards"
+            );
+            removed_as_data(&changes)?
+        }
+        false => changes,
     };
     let mut h = header(name, size, block, changes.changed_bytes());
     h.source_uuid = snap
@@ -300,6 +317,7 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
             PathBuf::from(format!("/dev/mapper/{}", b.dm_name)),
             args.since.clone().unwrap_or_default(),
             args.refine,
+            changes.block_size(),
         ),
         _ => None,
     };
@@ -312,13 +330,20 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     })
 }
 
-/// `mapped` plus `Removed` extents over every gap up to `size`.
-fn with_holes_discarded(mapped: &ChangeSet, size: u64) -> anyhow::Result<ChangeSet> {
+/// `mapped` plus `Removed` extents over every gap between `from` and `size`.
+fn with_holes_discarded(mapped: &ChangeSet, from: u64, size: u64) -> anyhow::Result<ChangeSet> {
     let mut all = mapped.extents().to_vec();
-    let mut pos = 0;
+    let mut pos = from;
     for e in mapped.extents() {
-        all.push(Extent::new(pos, e.offset.0 - pos, ExtentKind::Removed));
-        pos = e.offset.0 + e.length.0;
+        let end = e.offset.0 + e.length.0;
+        if end > pos {
+            all.push(Extent::new(
+                pos,
+                e.offset.0.saturating_sub(pos),
+                ExtentKind::Removed,
+            ));
+            pos = end;
+        }
     }
     all.push(Extent::new(
         pos,
@@ -326,6 +351,56 @@ fn with_holes_discarded(mapped: &ChangeSet, size: u64) -> anyhow::Result<ChangeS
         ExtentKind::Removed,
     ));
     Ok(ChangeSet::from_extents(mapped.block_size(), all)?)
+}
+
+/// `changes` of a volume that grew from `base_size` to `size` since the older snapshot, plus
+/// what snapshot metadata leaves out of the grown part: the destination is grown too
+/// (`lvextend`), and holds whatever was on its disk there, so every byte of it must be
+/// written. A thin snapshot lists its mapped blocks there (`added`); its unmapped ones read
+/// zeroes and are sent as discards (the receiver zeroes them). A classic snapshot's store
+/// covers only the older snapshot's size: the whole grown part is sent.
+fn with_grown_tail(
+    changes: &ChangeSet,
+    kind: DeviceKind,
+    base_size: u64,
+    size: u64,
+) -> anyhow::Result<ChangeSet> {
+    if size <= base_size {
+        return Ok(changes.clone());
+    }
+    if kind == DeviceKind::Thin {
+        return with_holes_discarded(changes, base_size, size);
+    }
+    let tail = Extent::new(base_size, size - base_size, ExtentKind::Changed);
+    let below = clip_to(changes, base_size)?;
+    Ok(ChangeSet::from_extents(
+        changes.block_size(),
+        below.extents().iter().copied().chain([tail]),
+    )?)
+}
+
+/// Whether thin device `p` has an external origin (`thin <pool> <id> <origin>` in its
+/// table): its unmapped blocks read that origin's bytes, not zeroes.
+fn external_origin(p: &ProbeReport) -> bool {
+    p.table.iter().any(|l| {
+        matches!(
+            l.target,
+            Target::Thin {
+                external_origin: Some(_),
+                ..
+            }
+        )
+    })
+}
+
+/// `changes` with every `removed` extent sent as data: for a source whose unmapped blocks
+/// read an external origin's bytes, a discard (zeroes at the destination) would be wrong.
+fn removed_as_data(changes: &ChangeSet) -> anyhow::Result<ChangeSet> {
+    let kept = changes.extents().iter().map(|e| match e.kind {
+        ExtentKind::Removed => Extent::new(e.offset.0, e.length.0, ExtentKind::Changed),
+        _ => *e,
+    });
+    Ok(ChangeSet::from_extents(changes.block_size(), kept)?)
 }
 
 /// True when the source names an LVM/dm device (a name, or a block device) rather than an
@@ -364,6 +439,18 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
         changes = refine_changes(&changes, src, base)?;
         header.touched_bytes = changes.changed_bytes();
     }
+    // A token is checked before connecting: a refused resume creates no destination file.
+    let continues = |cp: Checkpoint| -> anyhow::Result<Checkpoint> {
+        rest_after(&changes, &cp, &args.to)
+            .with_context(|| resume_hint(args, refine_base.as_ref()))?;
+        Ok(cp)
+    };
+    let token = match args.resume.as_deref() {
+        Some(token) if token != "offered" => {
+            Some(continues(lvmsync::journal::resume::parse_token(token)?)?)
+        }
+        _ => None,
+    };
     let mut progress = Progress::new(args.progress, "send");
     let mut report = |d, t| progress.update(d, t);
     let mut opts = EncodeOptions {
@@ -386,18 +473,18 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     );
     let conn = connect(&dest, &args.net.options())?;
     opts.resume = match args.resume.as_deref() {
-        None => None,
         Some("offered") => {
             let offered = conn.resume_point().ok_or_else(|| Error::Destination {
                 dest: args.to.clone(),
                 detail: "the receiver has nothing to resume; send without --resume".into(),
             })?;
-            Some(Checkpoint::decode(offered).map_err(|d| Error::Transport {
+            let cp = Checkpoint::decode(offered).map_err(|d| Error::Transport {
                 endpoint: args.to.clone(),
                 detail: format!("the receiver offered a bad resume point: {d}"),
-            })?)
+            })?;
+            Some(continues(cp)?)
         }
-        Some(token) => Some(lvmsync::journal::resume::parse_token(token)?),
+        _ => token,
     };
     let sent = send_changes(src, &changes, &header, conn, &args.to, opts, &mut report);
     let summary = match sent.and_then(|(conn, summary)| conn.finish().map(|_| summary)) {
@@ -432,33 +519,66 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The older snapshot to refine against, when that is possible and safe: its device can be
-/// read, and it is read-only, so its bytes are still those that were sent and that the
-/// destination holds; or the user said so (`--refine`). A writable one may have been written
-/// since (a journal replay by a read-only mount is enough), and refining against it could
-/// leave out bytes the destination needs. Otherwise whole blocks are sent, and one info line
-/// says why and how to refine. Nothing is activated here.
-fn refinable(device: PathBuf, name: String, forced: bool) -> Option<Refinable> {
-    if let Err(e) = File::open(&device) {
-        tracing::info!(
+/// Why a `--since` send sends whole changed blocks instead of refining them.
+#[derive(Debug)]
+enum Whole {
+    /// The changes are listed in chunks of this size, no bigger than [`UNIT`] (classic
+    /// snapshots' default 4 KiB chunks): refining could drop only identical rewrites.
+    Fine(Bytes),
+    /// The older snapshot's device can't be opened.
+    Unreadable(std::io::Error),
+    /// The older snapshot is writable and `--refine` was not given.
+    Writable,
+}
+
+/// Whether to refine changes listed at `granularity` against the older snapshot `device`:
+/// only when that can pay and is safe. Changes listed in 4 KiB chunks already (classic
+/// snapshots' default) could lose only the chunks rewritten with identical bytes, at the price
+/// of reading all of them from the older snapshot, so they are sent as listed. Otherwise the
+/// device must be readable, and read-only, so its bytes are still those that were sent and
+/// that the destination holds; a writable one may have been written since (a journal replay
+/// by a read-only mount is enough), and refining against it could leave out bytes the
+/// destination needs. `forced` (`--refine`) refines whenever the device can be read.
+fn refine_choice(device: &Path, forced: bool, granularity: Bytes) -> Result<(), Whole> {
+    if !forced && granularity <= UNIT {
+        return Err(Whole::Fine(granularity));
+    }
+    File::open(device).map_err(Whole::Unreadable)?;
+    match forced || read_only(device) {
+        true => Ok(()),
+        false => Err(Whole::Writable),
+    }
+}
+
+/// The older snapshot to refine against ([`refine_choice`]); when there is none, one info
+/// line says why and how to refine. Nothing is activated here.
+fn refinable(device: PathBuf, name: String, forced: bool, granularity: Bytes) -> Option<Refinable> {
+    let why = match refine_choice(&device, forced, granularity) {
+        Ok(()) => return Some(Refinable { device, name }),
+        Err(why) => why,
+    };
+    match why {
+        Whole::Fine(g) => tracing::info!(
+            base = %device.display(),
+            "not refining: the changes are listed in {g}-byte chunks, no bigger than the 4 KiB \
+             refinement unit, so reading {name} could only drop chunks rewritten with identical \
+             bytes; sending them as listed (--refine: refine anyway)"
+        ),
+        Whole::Unreadable(e) => tracing::info!(
             base = %device.display(),
             "not refining: can't read {} ({e}); sending whole changed blocks. To send only \
              the changed 4 KiB units, make it readable (a thin snapshot with the activation-skip \
              flag: `lvchange -ay -K {name}`), or pass --no-refine to silence this",
             device.display()
-        );
-        return None;
+        ),
+        Whole::Writable => tracing::info!(
+            base = %device.display(),
+            "not refining: {name} is writable, so its bytes may no longer be those the \
+             destination holds; sending whole changed blocks. To send only the changed 4 KiB \
+             units, keep sent snapshots read-only (`lvchange -pr {name}`), or pass --refine if \
+             it has not been written since it was sent"
+        ),
     }
-    if forced || read_only(&device) {
-        return Some(Refinable { device, name });
-    }
-    tracing::info!(
-        base = %device.display(),
-        "not refining: {name} is writable, so its bytes may no longer be those the destination \
-         holds; sending whole changed blocks. To send only the changed 4 KiB units, keep sent \
-         snapshots read-only (`lvchange -pr {name}`), or pass --refine if it has not been \
-         written since it was sent"
-    );
     None
 }
 
@@ -473,6 +593,28 @@ fn read_only(dev: &Path) -> bool {
     let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
     std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/ro"))
         .is_ok_and(|s| s.trim() == "1")
+}
+
+/// What to do when a resumed send's changes are not those of the interrupted send: name
+/// the flag that makes the other refinement choice (the usual cause), or the options that
+/// shape the changes.
+fn resume_hint(args: &SendArgs, refine_base: Option<&Refinable>) -> String {
+    match (&args.since, refine_base) {
+        (_, Some(b)) => format!(
+            "not resuming: this send refines the changes against {}; if the interrupted one \
+             sent whole changed blocks (with --no-refine, or {} was writable then), resume \
+             with --no-refine",
+            b.name, b.name
+        ),
+        (Some(since), None) => format!(
+            "not resuming: this send sends whole changed blocks; if the interrupted one \
+             refined them against {since} (it was read-only then, or with --refine), resume \
+             with --refine"
+        ),
+        (None, None) => {
+            "not resuming: it needs the interrupted send's source, --base and --block-size".into()
+        }
+    }
 }
 
 /// `changes` cut down to the 4 KiB units of `src` that differ from the older snapshot.
@@ -531,3 +673,6 @@ fn print_plan(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

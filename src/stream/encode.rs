@@ -39,7 +39,8 @@ pub struct EncodeOptions {
     /// Checkpoint interval in stream bytes (default [`super::writer::CHECKPOINT_EVERY`]).
     pub checkpoint_every: Option<u64>,
     /// Continue an interrupted stream from this checkpoint (its extents before
-    /// `resume_offset` are not sent again).
+    /// `resume_offset` are not sent again; the changes must be those it was made from:
+    /// [`rest_after`]).
     pub resume: Option<Checkpoint>,
     /// The source's leaf hashes from its fingerprint: a data run that is exactly one of these
     /// leaves takes its hash from here instead of hashing the bytes again. They must be the
@@ -112,6 +113,26 @@ enum Part {
     },
 }
 
+/// The part of `changes` a send resumed at checkpoint `cp` of stream `name` continues with
+/// (from `cp.resume_offset` on), after checking that `changes` are those the interrupted send
+/// planned: their bytes before the resume offset must be the bytes its records covered there
+/// (`cp`'s touched bytes). Changes planned otherwise (another `--since`/`--base`,
+/// `--block-size` or refinement choice) would give a continuation the receiver refuses only
+/// at its trailer, after the whole resend; this refuses it before anything is sent.
+pub fn rest_after(changes: &ChangeSet, cp: &Checkpoint, name: &str) -> Result<ChangeSet> {
+    let rest = changes.clipped(cp.resume_offset)?;
+    let before = changes.changed_bytes().0 - rest.changed_bytes().0;
+    if before != cp.totals.touched_bytes {
+        return Err(Error::InvalidArgument(format!(
+            "{name}: the interrupted send covered {} bytes before the resume offset {}, this \
+             send's changes cover {before} there: they were planned differently (resume with \
+             the interrupted send's options); nothing was sent",
+            cp.totals.touched_bytes, cp.resume_offset
+        )));
+    }
+    Ok(rest)
+}
+
 /// Stream `changes` of the image or device at `source` into `out`.
 ///
 /// `progress(done, total)` is called with destination bytes handled so far.
@@ -127,19 +148,21 @@ pub fn send_changes<W: Write>(
     let file = File::open(source).map_err(|e| Error::io(source, e))?;
     let chunk = opts.chunk.clamp(4096, super::frame::MAX_PLAIN_LEN as usize);
     let zblock = (header.block_size.0 as usize).clamp(4096, chunk);
-    let mut writer = StreamWriter::new(out, out_name, header)?;
-    if let Some(every) = opts.checkpoint_every {
-        writer.set_checkpoint_every(every);
-    }
     let resumed;
     let changes = match &opts.resume {
         None => changes,
         Some(cp) => {
-            writer.resume_from(cp)?;
-            resumed = changes.clipped(cp.resume_offset)?;
+            resumed = rest_after(changes, cp, out_name)?;
             &resumed
         }
     };
+    let mut writer = StreamWriter::new(out, out_name, header)?;
+    if let Some(every) = opts.checkpoint_every {
+        writer.set_checkpoint_every(every);
+    }
+    if let Some(cp) = &opts.resume {
+        writer.resume_from(cp)?;
+    }
     let total = changes.changed_bytes().0;
     let mut summary = SendSummary::default();
     let (token_tx, token_rx) = sync_channel::<()>(opts.in_flight.max(1));

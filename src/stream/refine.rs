@@ -4,12 +4,18 @@
 //! Snapshot metadata tracks changes per thin data block (64 KiB by LVM default, up to 1 GiB)
 //! or per COW chunk (4 KiB to 512 KiB), so a 4 KiB write makes a whole block "changed". When
 //! the older snapshot is readable, [`refine`] reads both snapshots' bytes of every `changed`
-//! extent and keeps only the runs of [`UNIT`]s that differ; an `added` extent (unmapped in the
-//! older snapshot, which reads as zeroes there) keeps only its units that are not all zero.
-//! `removed` extents pass through untouched. The destination holds the base state (the
-//! receiver checks the base identity before writing), so a unit equal to the base needs no
-//! record at all: no read by the encoder, no hash, no compression, no stream bytes, no undo
-//! journal, no write.
+//! and `added` extent and keeps only the runs of [`UNIT`]s that differ, or that reach past the
+//! older snapshot's end. `removed` extents pass through untouched. The destination holds the
+//! base state (the receiver checks the base identity before writing), so a unit equal to the
+//! base needs no record at all: no read by the encoder, no hash, no compression, no stream
+//! bytes, no undo journal, no write.
+//!
+//! An `added` extent (unmapped in the older thin snapshot) is compared with the older
+//! snapshot's bytes as read, not with zeroes: a thin device with an *external origin* reads
+//! that origin's bytes where it is unmapped, and those are what the destination holds. On an
+//! ordinary thin device the read of an unmapped block is the kernel filling zeroes, no disk
+//! I/O. And a unit at or past the older snapshot's end is always kept, zero or not: a grown
+//! destination (`receive --grow`, `lvextend`) holds whatever bytes were on its disk there.
 //!
 //! Why a pass before the encoder rather than inside it: the stream header declares the exact
 //! `touched_bytes` before the first record and the reader checks the trailer against it, so
@@ -25,7 +31,6 @@
 
 use crate::changeset::{ChangeSet, Extent, ExtentKind};
 use crate::error::{Error, Result};
-use crate::stream::encode::is_zero;
 use crate::stream::prefetch::willneed;
 use crate::units::Bytes;
 use std::fs::File;
@@ -163,22 +168,19 @@ fn batches(changes: &ChangeSet) -> (Vec<Vec<Extent>>, Vec<Extent>) {
     (batches, removed)
 }
 
-/// Ask the kernel to start reading every extent of `batch` (both snapshots' bytes of `changed`
-/// ones, the newer one's of `added` ones), so the scattered blocks of a cold device are read
-/// many at a time rather than one round trip each (as the encoder does, `prefetch.rs`). A
-/// batch is smaller than the encoder's hint window, so it is hinted whole.
+/// Ask the kernel to start reading every extent of `batch` in both snapshots, so the scattered
+/// blocks of a cold device are read many at a time rather than one round trip each (as the
+/// encoder does, `prefetch.rs`). A batch is smaller than the encoder's hint window, so it is
+/// hinted whole.
 fn hint(batch: &[Extent], new: &Snapshot<'_>, base: &Snapshot<'_>) {
     for e in batch {
         willneed(&new.file, e.offset.0, e.length.0);
-        if e.kind == ExtentKind::Changed {
-            willneed(&base.file, e.offset.0, e.length.0);
-        }
+        willneed(&base.file, e.offset.0, e.length.0);
     }
 }
 
-/// Append to `kept` the runs of units of extent `e` that differ from the base: for `changed`,
-/// units whose bytes in `new` and `base` differ (or that reach past the base's end); for
-/// `added`, units that are not all zero in `new`.
+/// Append to `kept` the runs of units of extent `e` (`changed` or `added`) whose bytes in `new`
+/// and `base` differ, or that reach past the base's end.
 fn differing(
     e: &Extent,
     new: &Snapshot<'_>,
@@ -193,19 +195,12 @@ fn differing(
         new.file
             .read_exact_at(fresh, pos)
             .map_err(|err| Error::io(new.path, err))?;
-        let old_len = match e.kind {
-            ExtentKind::Changed => base.read_upto(&mut obuf[..n], pos)?,
-            _ => 0,
-        };
+        let old_len = base.read_upto(&mut obuf[..n], pos)?;
         let mut at = 0;
         while at < n {
             let unit_end = ((pos + at as u64) / UNIT.0 + 1) * UNIT.0;
             let to = ((unit_end - pos) as usize).min(n);
-            let equal = match e.kind {
-                ExtentKind::Changed => to <= old_len && fresh[at..to] == obuf[at..to],
-                _ => is_zero(&fresh[at..to]),
-            };
-            if !equal {
+            if to > old_len || fresh[at..to] != obuf[at..to] {
                 let from = pos + at as u64;
                 match kept.last_mut() {
                     Some(k) if k.end() == Some(from) && k.kind == e.kind => {

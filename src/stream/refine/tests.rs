@@ -39,13 +39,14 @@ fn set(extents: &[(u64, u64, ExtentKind)]) -> ChangeSet {
 }
 
 /// One 4 KiB unit differs in a 64 KiB changed block: only it is kept. An equal block goes
-/// away. An added block keeps its non-zero units; a removed one stays whole.
+/// away. An added block (unmapped in the base, which reads zeroes there) keeps its non-zero
+/// units; a removed one stays whole.
 #[test]
 fn keeps_exactly_the_differing_units() {
-    let old = noise(1, 8 * K64 as usize);
+    let mut old = noise(1, 8 * K64 as usize);
+    old[3 * K64 as usize..4 * K64 as usize].fill(0); // block 3: unmapped in the base
     let mut new = old.clone();
     new[8192 + 100] ^= 1; // block 0, unit 2
-    new[3 * K64 as usize..4 * K64 as usize].fill(0); // block 3: added (old unmapped)
     let at = 3 * K64 as usize + 5 * 4096;
     new[at..at + 4096].copy_from_slice(&noise(2, 4096)); // its unit 5
     let img = images(&old, &new);
@@ -94,6 +95,59 @@ fn units_are_device_aligned_and_a_short_base_differs_past_its_end() {
             (28672, 40_000 - 28672, ExtentKind::Changed)
         ])
     );
+}
+
+/// An added block of a base with an external origin: where the base is unmapped it reads the
+/// origin's bytes, which the destination holds. Units equal to those are dropped; a unit the
+/// newer snapshot zeroed is different from them and is kept (comparing with zeroes would have
+/// dropped it and kept the equal ones).
+#[test]
+fn added_units_are_compared_with_the_bases_bytes_not_zeroes() {
+    let old = noise(5, 2 * K64 as usize); // the external origin's bytes, read through the base
+    let mut new = old.clone();
+    new[K64 as usize + 4096..K64 as usize + 8192].fill(0); // block 1, unit 1 zeroed
+    new[K64 as usize + 9 * 4096] ^= 1; // block 1, unit 9 written
+    let img = images(&old, &new);
+    let r = refine(
+        &set(&[(K64, K64, ExtentKind::Added)]),
+        &img.new,
+        &img.old,
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        r.changes,
+        set(&[
+            (K64 + 4096, 4096, ExtentKind::Added),
+            (K64 + 9 * 4096, 4096, ExtentKind::Added),
+        ])
+    );
+}
+
+/// A source grown since the base: the added units at and past the base's end are kept even
+/// when they are all zero, since the grown destination holds whatever was on its disk there.
+/// Below the end, an added unit equal to the base (zeroes) is still dropped.
+#[test]
+fn added_units_past_the_bases_end_are_kept_even_when_zero() {
+    let old = vec![0u8; 2 * K64 as usize]; // the base: 128 KiB, unmapped
+    let mut new = vec![0u8; 4 * K64 as usize]; // grown to 256 KiB
+    new[4096..8192].copy_from_slice(&noise(6, 4096)); // block 0, unit 1
+    let img = images(&old, &new);
+    let r = refine(
+        &set(&[(0, 4 * K64, ExtentKind::Added)]),
+        &img.new,
+        &img.old,
+        2,
+    )
+    .unwrap();
+    assert_eq!(
+        r.changes,
+        set(&[
+            (4096, 4096, ExtentKind::Added),
+            (2 * K64, 2 * K64, ExtentKind::Added)
+        ])
+    );
+    assert_eq!(r.unchanged, Bytes(2 * K64 - 4096));
 }
 
 /// Many extents over several batches: every worker count gives the same set as a plain

@@ -5,10 +5,17 @@
 //!   same way: the destination equals s1, then s2, byte for byte. Then 4 KiB writes into
 //!   24 of s2's mapped 64 KiB blocks, snapshot s3: `send s3 --since s2` carries their 24
 //!   whole blocks while s2 is writable, and about those 24 units once it is read-only
-//!   (`lvchange -pr`: refined against s2); the destination equals s3.
+//!   (`lvchange -pr`: refined against s2); the destination equals s3. Then the thin LV
+//!   grows by 4 MiB (one 4 KiB write there), and so does the destination (`lvextend`, junk
+//!   in its new part): `send s4 --since s3` makes it equal s4.
 //! - Classic: the same with a classic LV and COW snapshots, streamed through a pipe
 //!   (`send --to - | lvmsync receive <dest>`); the incremental's changed chunks come from
-//!   the older snapshot's exception store, its data from the newer snapshot.
+//!   the older snapshot's exception store, its data from the newer snapshot. With 4 KiB
+//!   chunks the changes are not refined against a read-only older snapshot (a dry run says
+//!   no upper bound) unless --refine says so.
+//!
+//! - External origin: a thin LV over a read-only LV, full and incremental sends of its
+//!   snapshots (unmapped blocks read the origin's bytes, not zeroes).
 //!
 //! Each destination starts filled with junk, so a range the stream does not write (or zero)
 //! shows up in the compare.
@@ -16,7 +23,7 @@
 use lvmsync::dm::lvm::{create_cow_snapshot, create_thin_snapshot};
 use lvmsync::dm::name::lv_dm_name;
 use lvmsync::units::Bytes;
-use lvmsync_vm_tests::{lvmsync_bin, run, write_at, VolumeGroup};
+use lvmsync_vm_tests::{lvmsync_bin, run, run_status, write_at, VolumeGroup};
 use std::process::{Command, Stdio};
 
 const MIB: u64 = 1 << 20;
@@ -222,6 +229,24 @@ fn thin_full_then_incremental_into_lv() {
         "refined delta {refined} bytes, whole-block delta {whole} bytes, for {UNITS} changed \
          4 KiB units in 64 KiB blocks"
     );
+
+    // The volume grows by 4 MiB: one 4 KiB unit written in one new block, the rest of the
+    // grown part unmapped. The destination is grown with lvextend and holds junk there; the
+    // delta against read-only s3 must write all of it: the new block's zero units too, and
+    // the unmapped part as zeroes.
+    run("lvextend", &["-q", "-L", "12M", &vg.lv("thin")]);
+    write_at(&thin, 9 * MIB + 4096, &noise(500, 4096));
+    create_thin_snapshot(&vg.lv("thin"), "s4").expect("thin snapshot s4");
+    run("lvchange", &["-pr", &s3]);
+    run("lvextend", &["-q", "-L", "12M", &vg.lv("dst")]);
+    write_at(&dst, SIZE, &vec![0xEE; 4 * MIB as usize]);
+    send_apply(
+        &[&vg.lv("s4"), "--since", &s3],
+        &dst,
+        &state,
+        &temp("thin-grown.lvd"),
+    );
+    assert_same(&dst, &mapper(&vg, "s4"), "thin grown s3 -> s4");
 }
 
 #[test]
@@ -249,4 +274,96 @@ fn classic_full_then_incremental_into_lv() {
         &origin,
         "classic incremental: destination equals the origin",
     );
+
+    // LVM's default 4 KiB chunks are sent as listed, even against a read-only older
+    // snapshot: refining them could drop only identical rewrites. --refine still refines.
+    create_cow_snapshot(&vg.lv("origin"), "c3", Bytes(8 * MIB), Bytes(4096)).expect("snapshot c3");
+    run("lvchange", &["-pr", &vg.lv("c3")]);
+    write_at(&origin, 65536, &noise(400, 4096));
+    create_cow_snapshot(&vg.lv("origin"), "c4", Bytes(8 * MIB), Bytes(65536)).expect("snapshot c4");
+    let (c3, c4) = (vg.lv("c3"), vg.lv("c4"));
+    let bin = lvmsync_bin().to_string_lossy().into_owned();
+    let dry = ["send", &c4, "--since", &c3, "--dry-run", "--to", "-"];
+    let plan = run_status(&bin, &dry);
+    let (out, err) = (
+        String::from_utf8_lossy(&plan.stdout),
+        String::from_utf8_lossy(&plan.stderr),
+    );
+    assert!(
+        plan.status.success()
+            && !out.contains("an upper bound")
+            && err.contains("4096-byte chunks"),
+        "dry run, 4 KiB chunks, read-only c3: {out}{err}"
+    );
+    let plan = run(&bin, &[&dry[..], &["--refine"]].concat());
+    assert!(
+        plan.contains("an upper bound"),
+        "dry run, 4 KiB chunks, --refine: {plan}"
+    );
+}
+
+/// A thin LV with an external origin (`lvcreate -s --thinpool pool ext`): where it is
+/// unmapped it reads the origin's bytes, not zeroes. A full send of its snapshot t1 carries
+/// them (its holes are not discards). Then a 4 KiB unit zeroed in a new block, one written in
+/// another, and a mapped block discarded (back to the origin's bytes); snapshot t2, t1 made
+/// read-only: `send t2 --since t1` is refined against t1's bytes (the origin's, under the new
+/// blocks) and makes the destination equal t2.
+#[test]
+fn thin_with_external_origin_into_lv() {
+    let vg = VolumeGroup::new("lvsync-sext", 1, 120);
+    vg.lvcreate(&["-L", "8M", "-n", "ext", &vg.name]);
+    vg.lvcreate(&["-L", "8M", "-n", "dst", &vg.name]);
+    let (ext, dst) = (mapper(&vg, "ext"), mapper(&vg, "dst"));
+    write_at(&ext, 0, &noise(600, SIZE as usize));
+    // LVM takes only a read-only, inactive LV as an external origin.
+    run("lvchange", &["-pr", &vg.lv("ext")]);
+    run("lvchange", &["-an", &vg.lv("ext")]);
+    vg.lvcreate(&[
+        "--type",
+        "thin-pool",
+        "-L",
+        "32M",
+        "--poolmetadatasize",
+        "4M",
+        "--chunksize",
+        "64k",
+        "-n",
+        "pool",
+        &vg.name,
+    ]);
+    vg.lvcreate(&[
+        "-s",
+        "--thinpool",
+        &vg.lv("pool"),
+        "-n",
+        "thin",
+        &vg.lv("ext"),
+    ]);
+    let thin = mapper(&vg, "thin");
+    write_at(&thin, MIB, &noise(601, 4096));
+    create_thin_snapshot(&vg.lv("thin"), "t1").expect("thin snapshot t1");
+    fill_junk(&dst);
+    let state = temp("ext-state");
+    send_apply(&[&vg.lv("t1")], &dst, &state, &temp("ext-full.lvd"));
+    assert_same(
+        &dst,
+        &mapper(&vg, "t1"),
+        "full sync of t1 (external origin)",
+    );
+
+    write_at(&thin, 3 * MIB + 8192, &[0u8; 4096]);
+    write_at(&thin, 5 * MIB, &noise(602, 4096));
+    run(
+        "blkdiscard",
+        &["-o", &MIB.to_string(), "-l", "65536", &thin],
+    );
+    create_thin_snapshot(&vg.lv("thin"), "t2").expect("thin snapshot t2");
+    run("lvchange", &["-pr", &vg.lv("t1")]);
+    send_apply(
+        &[&vg.lv("t2"), "--since", &vg.lv("t1")],
+        &dst,
+        &state,
+        &temp("ext-inc.lvd"),
+    );
+    assert_same(&dst, &mapper(&vg, "t2"), "t1 -> t2 (external origin)");
 }
