@@ -23,6 +23,7 @@ case "$last" in
   */fail) cat >/dev/null; echo "lvmsync: $last: applying the stream from stdin" >&2
           echo "lvmsync: error: $last: base mismatch; run a full sync" >&2; exit 7;;
   */absent) cat >/dev/null; echo "sh: 1: lvmsync: not found" >&2; exit 127;;
+  */wrapped) cat >/dev/null; echo "sudo: a password is required" >&2; exit 1;;
 esac
 exec cat > "$last"
 "#;
@@ -75,14 +76,21 @@ fn remote_failure_is_reported_with_its_stderr() {
     assert!(err.starts_with("ssh://"), "names the destination: {err}");
 }
 
+/// A status lvmsync did not give: no lvmsync on the far side (127), or a wrapper such as
+/// sudo failing with 1 before lvmsync ran (no `lvmsync: error:` line), is a transport error.
 #[test]
 fn a_remote_status_that_is_not_lvmsyncs_is_a_transport_error() {
     let Some(sshd) = start_sshd() else { return };
-    let mut conn = connect(&url(&sshd, Path::new("/srv/absent")), &options(&sshd)).unwrap();
-    let _ = conn.write_all(&test_bytes("a", 1 << 16));
-    let err = conn.finish().unwrap_err();
-    assert_eq!(err.class(), ErrorClass::Transport, "{err}");
-    assert!(err.to_string().contains("lvmsync: not found"), "{err}");
+    for (path, said) in [
+        ("/srv/absent", "lvmsync: not found"),
+        ("/srv/wrapped", "sudo: a password is required"),
+    ] {
+        let mut conn = connect(&url(&sshd, Path::new(path)), &options(&sshd)).unwrap();
+        let _ = conn.write_all(&test_bytes("a", 1 << 16));
+        let err = conn.finish().unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Transport, "{path}: {err}");
+        assert!(err.to_string().contains(said), "{path}: {err}");
+    }
 }
 
 #[test]

@@ -3,45 +3,28 @@
 use lvmsync::ErrorClass;
 use std::process::ExitCode;
 
-/// The exit statuses lvmsync uses; listed in `lvmsync --help`.
+/// How a run ends: success, or the class of the error that ended it, whose value is the
+/// exit code (the codes are listed in `lvmsync --help`, [`EXIT_CODES_HELP`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// Success.
-    Ok = 0,
-    /// Any other failure.
-    Failure = 1,
-    /// Bad usage, or a subcommand that is not implemented yet.
-    Usage = 2,
-    /// The source (snapshot, metadata, image) is unusable or corrupt.
-    Source = 3,
-    /// The destination can't take the stream (missing, too small, mounted or in use, no
-    /// journal space).
-    Destination = 4,
-    /// A stream or journal failed verification (truncated, corrupted, unknown version).
-    Integrity = 5,
-    /// A network transport failed.
-    Transport = 6,
-    /// The destination does not hold the delta's base state.
-    BaseMismatch = 7,
+    /// Success: exit 0.
+    Ok,
+    /// Failure of this class: exit with its code (1 to 7).
+    Failed(ErrorClass),
 }
 
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> Self {
-        ExitCode::from(e as u8)
+        match e {
+            Exit::Ok => ExitCode::SUCCESS,
+            Exit::Failed(class) => ExitCode::from(class as u8),
+        }
     }
 }
 
 /// Pick the exit code for an error by the library error at the root of its chain.
 pub fn classify(err: &anyhow::Error) -> Exit {
-    match class_of(err) {
-        ErrorClass::Other => Exit::Failure,
-        ErrorClass::Usage => Exit::Usage,
-        ErrorClass::Source => Exit::Source,
-        ErrorClass::Destination => Exit::Destination,
-        ErrorClass::Integrity => Exit::Integrity,
-        ErrorClass::Transport => Exit::Transport,
-        ErrorClass::BaseMismatch => Exit::BaseMismatch,
-    }
+    Exit::Failed(class_of(err))
 }
 
 /// The class of the library error at the root of `err`'s chain (`Other` when there is none):

@@ -68,7 +68,7 @@ pub fn main() -> ExitCode {
         Err(e) if e.use_stderr() && log::json_requested(std::env::args()) => {
             log::init(log::LogFormat::Json);
             tracing::error!("{}", e.render().to_string().trim_end());
-            return Exit::Usage.into();
+            return Exit::Failed(lvmsync::ErrorClass::Usage).into();
         }
         Err(e) => e.exit(),
     };

@@ -276,6 +276,16 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
         Some(since) => {
             let base = lvmsync::dm::probe(since)?;
             let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
+            if size > base.size.0 {
+                tracing::info!(
+                    source = name,
+                    grown_bytes = size - base.size.0,
+                    "{name} grew by {} bytes since {since}: all of that part is sent (data or \
+                     zeroes), and the receiver journals and writes all of it, which fully \
+                     provisions a thin destination there",
+                    size - base.size.0
+                );
+            }
             let changes = with_grown_tail(&changes, snap.kind, base.size.0, size)?;
             (changes, Some(base))
         }

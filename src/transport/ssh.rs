@@ -278,10 +278,13 @@ impl SshConn {
             format!("{who}: {said}")
         };
         // The remote lvmsync's documented exit code is its error's class: keep it, so a
-        // refusal exits here as it did there (and as over tls://). 255 is ssh's own failure;
-        // other codes (126, 127: no lvmsync there) are not lvmsync's.
+        // refusal exits here as it did there (and as over tls://). Only when lvmsync itself
+        // said why (an `lvmsync: error:` line): a wrapper (sudo, a ForceCommand, a login
+        // shell) that fails with 1 or 2 is a transport failure, as are 255 (ssh's own) and
+        // 126/127 (no lvmsync there).
         let class = status
             .code()
+            .filter(|_| !errors.is_empty())
             .and_then(|c| u8::try_from(c).ok())
             .and_then(ErrorClass::from_code)
             .unwrap_or(ErrorClass::Transport);
