@@ -149,8 +149,9 @@ pub fn send_changes<W: Write>(
     let (job_tx, job_rx) = sync_channel::<(u64, Job)>(opts.in_flight.max(1));
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = channel::<(u64, Result<Vec<Part>>)>();
-    // Spent chunk and payload buffers, reused for later jobs:
-    // no allocation and zero-filling of a fresh buffer per MiB.
+    // Spent chunk buffers (and payloads at least a chunk long), reused for later jobs:
+    // no allocation and zero-filling of a fresh buffer per MiB. Fresh pages are what costs
+    // (each one is zeroed by the kernel on first touch; under QEMU/TCG ~0.5 ms a page).
     // At most `in_flight` spare buffers are kept; more are dropped (a compressed job hands
     // back two: its chunk buffer and its payload).
     let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(opts.in_flight.max(1));
@@ -214,7 +215,11 @@ pub fn send_changes<W: Write>(
                         if token_rx.recv().is_err() {
                             return;
                         }
-                        job.buf = pool_rx.try_recv().unwrap_or_default();
+                        // A whole chunk's capacity from the start: growing a buffer piece by
+                        // piece reallocates it into fresh (page-faulting) memory each time.
+                        job.buf = pool_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(chunk));
                     }
                     ahead.before_read(pos, |o, l| super::prefetch::willneed(&file, o, l));
                     let at = job.used;
@@ -273,7 +278,10 @@ pub fn send_changes<W: Write>(
                 for part in parts? {
                     let spent =
                         write_part(&mut writer, part, &mut zero_run, &mut summary, &mut done)?;
-                    if let Some(buf) = spent {
+                    // Only buffers that can hold a whole chunk are worth keeping: the
+                    // small payload copies of 4 KiB extents would crowd them out of the
+                    // pool and be reallocated to a chunk's size by the reader.
+                    if let Some(buf) = spent.filter(|b| b.capacity() >= chunk) {
                         let _ = pool_tx.try_send(buf);
                     }
                 }
