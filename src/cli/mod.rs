@@ -60,23 +60,8 @@ enum Command {
     Recover(recover::RecoverArgs),
 }
 
-/// Opt this process out of transparent huge pages (`PR_SET_THP_DISABLE`, inherited by its
-/// threads), before any thread or buffer exists.
-///
-/// Why: with THP set to `always` (Debian's default) the first touch of any 2 MiB-aligned
-/// stretch of a heap makes the kernel allocate a huge page and zero all 2 MiB of it, and
-/// khugepaged later copies small pages into new huge ones. lvmsync's memory is a few
-/// megabytes of short-lived, reused pipeline buffers, which gain nothing from huge pages.
-/// Under QEMU/TCG, where zeroing a page is emulated byte by byte, this halved the sender's
-/// encoding phase (docs/performance.md, "Where the guest's time went"). Best effort: a kernel
-/// without the option just keeps its default.
-fn small_pages() {
-    let _ = nix::sys::prctl::set_thp_disable(true);
-}
-
 /// Parse arguments, run the subcommand, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
-    small_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // With --log-format=json even a usage error is a JSON line.
