@@ -40,8 +40,6 @@ const BATCH_BYTES: u64 = 16 << 20;
 const BATCH_RECORDS: usize = 512;
 /// Verified records the decoding thread may hold ready ahead of the journaler.
 const DECODED_AHEAD: usize = 4;
-/// Written records' buffers on their way back to the decoder (more are dropped).
-const SPENT_AHEAD: usize = 2 * BATCH_RECORDS;
 
 /// What the journaler asks of the writer.
 enum Work<'a> {
@@ -100,12 +98,7 @@ pub(super) fn run_records<R: Read + Send>(
     let total = reader.header().touched_bytes.0;
     std::thread::scope(|s| {
         let (items_tx, items) = sync_channel::<Result<Option<Item>>>(DECODED_AHEAD);
-        // Written records' buffers go back to the decoder for later records.
-        let (spent_tx, spent) = sync_channel::<Vec<u8>>(SPENT_AHEAD);
         s.spawn(move || loop {
-            for buf in spent.try_iter() {
-                reader.recycle(buf);
-            }
             let next = reader.next_item();
             let more = matches!(next, Ok(Some(_)));
             if items_tx.send(next).is_err() || !more {
@@ -118,8 +111,7 @@ pub(super) fn run_records<R: Read + Send>(
             Some((a, d)) => (Some(a), Some(d)),
             None => (None, journal.as_deref().map(UndoJournal::durable)),
         };
-        let writer =
-            s.spawn(move || write_batches(d, durable.as_ref(), &work, &done_tx, &spent_tx));
+        let writer = s.spawn(move || write_batches(d, durable.as_ref(), &work, &done_tx));
         let mut j = Journaler {
             dest: d,
             name,
@@ -316,7 +308,6 @@ fn write_batches(
     durable: Option<&Durable>,
     work: &Receiver<Work<'_>>,
     done: &std::sync::mpsc::Sender<Done>,
-    spent: &SyncSender<Vec<u8>>,
 ) -> Result<()> {
     // A failed background sync must fail the apply: the kernel reports a writeback error to
     // the first sync that sees it, so a later sync of the same file may well succeed.
@@ -343,7 +334,7 @@ fn write_batches(
                         };
                         j.wait(ticket)?;
                     }
-                    let n = write_batch(d, batch, spent)?;
+                    let n = write_batch(d, batch)?;
                     let _ = flush_tx.try_send(());
                     Done::Bytes(n)
                 }
@@ -362,15 +353,14 @@ fn write_batches(
     take_flush_error().map_or(Ok(()), Err)
 }
 
-/// Write one batch, handing each data buffer to `spent` for reuse; returns bytes written.
-fn write_batch(d: &Destination, batch: Vec<Item>, spent: &SyncSender<Vec<u8>>) -> Result<u64> {
+/// Write one batch; returns bytes written.
+fn write_batch(d: &Destination, batch: Vec<Item>) -> Result<u64> {
     let mut done = 0;
     for it in batch {
         match it {
             Item::Data { offset, data } => {
                 d.write_at(&data, offset)?;
                 done += data.len() as u64;
-                let _ = spent.try_send(data);
             }
             Item::Zero { offset, len } | Item::Discard { offset, len } => {
                 d.zero_range(offset, len)?;

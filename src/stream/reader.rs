@@ -60,14 +60,7 @@ pub struct StreamReader<R: Read> {
     frame: Frame,
     done: bool,
     zstd: zstd::bulk::Decompressor<'static>,
-    /// Spent data buffers given back by [`StreamReader::recycle`], reused for later records.
-    spare: Vec<Vec<u8>>,
-    /// Their capacities, summed (bounded by [`SPARE_BYTES`]).
-    spare_bytes: usize,
 }
-
-/// At most this many bytes of spent data buffers are kept for reuse.
-const SPARE_BYTES: usize = 32 << 20;
 
 impl<R: Read> StreamReader<R> {
     /// Read and check the preamble and header. `name` labels errors (a path or "stdin").
@@ -131,8 +124,6 @@ impl<R: Read> StreamReader<R> {
             frame,
             done: false,
             zstd: zstd::bulk::Decompressor::new().map_err(|e| Error::io(name, e))?,
-            spare: Vec::new(),
-            spare_bytes: 0,
         })
     }
 
@@ -184,25 +175,6 @@ impl<R: Read> StreamReader<R> {
         Ok(Some(item))
     }
 
-    /// Give back the buffer of a spent [`Item::Data`] for a later record's bytes. Its pages
-    /// are already mapped; a fresh buffer per record has the kernel zero new pages again and
-    /// again as freed ones go back to it (costly under QEMU/TCG: docs/performance.md). Kept
-    /// up to [`SPARE_BYTES`]; past that it is dropped.
-    pub fn recycle(&mut self, buf: Vec<u8>) {
-        if self.spare_bytes + buf.capacity() <= SPARE_BYTES {
-            self.spare_bytes += buf.capacity();
-            self.spare.push(buf);
-        }
-    }
-
-    /// An empty buffer for a record's bytes: a recycled one if there is one.
-    fn buffer(&mut self) -> Vec<u8> {
-        let mut buf = self.spare.pop().unwrap_or_default();
-        self.spare_bytes -= buf.capacity();
-        buf.clear();
-        buf
-    }
-
     fn claim(&mut self, offset: u64, len: u64) -> Result<()> {
         let end = offset.checked_add(len);
         match end {
@@ -226,28 +198,24 @@ impl<R: Read> StreamReader<R> {
 
     fn decode_item(&mut self) -> Result<Item> {
         let tag = self.frame.tag;
-        // Taken before the frame's payload is borrowed; only a data record uses it.
-        let mut data = match tag {
-            TAG_DATA => self.buffer(),
-            _ => Vec::new(),
-        };
         let payload = &self.frame.raw[FRAME_HEAD_LEN..self.frame.raw.len() - FRAME_CRC_LEN];
         match tag {
             TAG_DATA => {
                 let rec = DataRecord::decode(payload).map_err(|d| self.bad(d))?;
                 let (offset, plain_len, hash) = (rec.offset, rec.plain_len as usize, rec.hash);
-                match rec.compression {
-                    Compression::None => data.extend_from_slice(rec.payload),
+                let data = match rec.compression {
+                    Compression::None => rec.payload.to_vec(),
                     Compression::Zstd => {
-                        data.reserve(plain_len);
+                        let mut out = Vec::with_capacity(plain_len);
                         self.zstd
-                            .decompress_to_buffer(rec.payload, &mut data)
+                            .decompress_to_buffer(rec.payload, &mut out)
                             .map_err(|e| Error::Integrity {
                                 stream: self.name.clone(),
                                 detail: format!("zstd data at offset {offset} is bad: {e}"),
                             })?;
+                        out
                     }
-                }
+                };
                 if data.len() != plain_len || *blake3::hash(&data).as_bytes() != hash {
                     return Err(self.bad(format!(
                         "data at offset {offset} does not match its blake3 hash"
@@ -497,55 +465,5 @@ mod tests {
         t.encode_into(&mut tp);
         let v1 = with_frame(&v1, fr.len() - 1, TAG_TRAILER, &tp);
         assert_eq!(read_all(&v1).unwrap(), read_all(&s).unwrap());
-    }
-
-    /// Recycled buffers, larger than the next record and holding a spent record's bytes,
-    /// give exactly the items fresh ones give: raw and zstd records of several sizes.
-    #[test]
-    fn recycled_buffers_decode_the_same_items() {
-        let sizes = [REC, 100, 3 * REC, 4096];
-        let mut h = header();
-        h.touched_bytes = Bytes(sizes.iter().sum::<usize>() as u64);
-        let mut w = StreamWriter::new(Vec::new(), "t", &h).unwrap();
-        let mut offset = 0u64;
-        for (i, &n) in sizes.iter().enumerate() {
-            let plain: Vec<u8> = text(i as u8, i as u64)
-                .into_iter()
-                .cycle()
-                .take(n)
-                .collect();
-            let packed = zstd::bulk::compress(&plain, 1).unwrap();
-            let zstd = i % 2 == 0;
-            w.data(&DataRecord {
-                offset,
-                plain_len: n as u32,
-                compression: if zstd {
-                    Compression::Zstd
-                } else {
-                    Compression::None
-                },
-                hash: *blake3::hash(&plain).as_bytes(),
-                payload: if zstd { &packed } else { &plain },
-            })
-            .unwrap();
-            offset += n as u64;
-        }
-        let s = w.finish().unwrap().0;
-        let read = |recycle: bool| {
-            let mut r = StreamReader::open(&s[..], "t").unwrap();
-            let mut items = Vec::new();
-            while let Some(item) = r.next_item().unwrap() {
-                if let (true, Item::Data { data, .. }) = (recycle, &item) {
-                    let mut spent = data.clone();
-                    spent.reserve(4 * REC);
-                    r.recycle(spent);
-                }
-                items.push(item);
-            }
-            items
-        };
-        let fresh = read(false);
-        assert_eq!(fresh.len(), sizes.len());
-        assert_eq!(read(true), fresh);
     }
 }
