@@ -500,8 +500,11 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
     let summary = match sent.and_then(|(conn, summary)| conn.finish().map(|_| summary)) {
         Ok(summary) => summary,
         Err(e) => {
+            // Only a stream file this send wrote: never a device node or FIFO named by --to.
             if let Dest::File(path) = &dest {
-                let _ = std::fs::remove_file(path);
+                if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+                    let _ = std::fs::remove_file(path);
+                }
             }
             return Err(e.into());
         }

@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc::{channel, sync_channel, SyncSender};
+use std::sync::mpsc::{channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 /// Tuning of the send pipeline.
@@ -109,7 +109,7 @@ enum Part {
         plain_len: u32,
         compression: Compression,
         hash: [u8; 32],
-        payload: Vec<u8>,
+        payload: Payload,
     },
 }
 
@@ -132,6 +132,17 @@ pub fn rest_after(changes: &ChangeSet, cp: &Checkpoint, name: &str) -> Result<Ch
     }
     Ok(rest)
 }
+
+/// Where a data part's payload is.
+enum Payload {
+    /// Compressed bytes of its own.
+    Packed(Vec<u8>),
+    /// Stored raw: this range of its job's buffer (no copy).
+    Raw(std::ops::Range<usize>),
+}
+
+/// A job's encoded parts, with the buffer their raw payloads lie in.
+type Encoded = (Vec<Part>, Vec<u8>);
 
 /// Stream `changes` of the image or device at `source` into `out`.
 ///
@@ -171,11 +182,10 @@ pub fn send_changes<W: Write>(
     }
     let (job_tx, job_rx) = sync_channel::<(u64, Job)>(opts.in_flight.max(1));
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = channel::<(u64, Result<Vec<Part>>)>();
-    // Spent chunk and payload buffers, reused for later jobs:
-    // no allocation and zero-filling of a fresh buffer per MiB.
-    // At most `in_flight` spare buffers are kept; more are dropped (a compressed job hands
-    // back two: its chunk buffer and its payload).
+    let (res_tx, res_rx) = channel::<(u64, Result<Encoded>)>();
+    // Spent job buffers, back from the writer once their parts are written, reused for later
+    // jobs: no allocation and zero-filling of a fresh buffer per MiB (fresh pages are what
+    // costs under QEMU/TCG: docs/performance.md). At most `in_flight` are kept.
     let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(opts.in_flight.max(1));
     let leaves = &opts.leaves;
     std::thread::scope(|s| -> Result<()> {
@@ -237,7 +247,11 @@ pub fn send_changes<W: Write>(
                         if token_rx.recv().is_err() {
                             return;
                         }
-                        job.buf = pool_rx.try_recv().unwrap_or_default();
+                        // A whole chunk's capacity from the start: growing a buffer piece by
+                        // piece reallocates it into fresh (page-faulting) memory each time.
+                        job.buf = pool_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(chunk));
                     }
                     ahead.before_read(pos, |o, l| super::prefetch::willneed(&file, o, l));
                     let at = job.used;
@@ -260,7 +274,6 @@ pub fn send_changes<W: Write>(
         for _ in 0..opts.workers.max(1) {
             let rx = Arc::clone(&job_rx);
             let tx = res_tx.clone();
-            let pool = pool_tx.clone();
             s.spawn(move || {
                 let mut zc = match zstd::bulk::Compressor::new(opts.level) {
                     Ok(c) => c,
@@ -273,10 +286,10 @@ pub fn send_changes<W: Write>(
                     let job = rx.lock().expect("no panics while held").recv();
                     let Ok((seq, job)) = job else { return };
                     let parts = match job {
-                        Job::Discard(o, l) => Ok(vec![Part::Discard(o, l)]),
-                        Job::Hole(o, l) => Ok(vec![Part::Zero(o, l)]),
+                        Job::Discard(o, l) => Ok((vec![Part::Discard(o, l)], Vec::new())),
+                        Job::Hole(o, l) => Ok((vec![Part::Zero(o, l)], Vec::new())),
                         Job::Data(pieces, buf) => {
-                            encode_pieces(&pieces, buf, zblock, &mut zc, &pool, leaves)
+                            encode_pieces(&pieces, buf, zblock, &mut zc, leaves)
                         }
                     };
                     if tx.send((seq, parts)).is_err() {
@@ -286,19 +299,26 @@ pub fn send_changes<W: Write>(
             });
         }
         drop(res_tx);
-        let mut pending: BTreeMap<u64, Result<Vec<Part>>> = BTreeMap::new();
+        let mut pending: BTreeMap<u64, Result<Encoded>> = BTreeMap::new();
         let mut next = 0u64;
         let mut zero_run: Option<(u64, u64)> = None;
         let mut done = 0u64;
         for (seq, parts) in res_rx.iter() {
             pending.insert(seq, parts);
-            while let Some(parts) = pending.remove(&next) {
-                for part in parts? {
-                    let spent =
-                        write_part(&mut writer, part, &mut zero_run, &mut summary, &mut done)?;
-                    if let Some(buf) = spent {
-                        let _ = pool_tx.try_send(buf);
-                    }
+            while let Some(encoded) = pending.remove(&next) {
+                let (parts, buf) = encoded?;
+                for part in parts {
+                    write_part(
+                        &mut writer,
+                        part,
+                        &buf,
+                        &mut zero_run,
+                        &mut summary,
+                        &mut done,
+                    )?;
+                }
+                if buf.capacity() >= chunk {
+                    let _ = pool_tx.try_send(buf);
                 }
                 progress(done, total);
                 next += 1;
@@ -321,14 +341,15 @@ pub fn send_changes<W: Write>(
     Ok((out, summary))
 }
 
-/// Write one part; hands back a data part's payload buffer for reuse.
+/// Write one part (`buf`: its job's buffer, which raw payloads are ranges of).
 fn write_part<W: Write>(
     w: &mut StreamWriter<W>,
     part: Part,
+    buf: &[u8],
     zero_run: &mut Option<(u64, u64)>,
     sum: &mut SendSummary,
     done: &mut u64,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<()> {
     if let Part::Zero(o, l) = part {
         sum.zero_bytes += l;
         *done += l;
@@ -340,7 +361,7 @@ fn write_part<W: Write>(
                 }
             }
         }
-        return Ok(None);
+        return Ok(());
     }
     if let Some((zo, zl)) = zero_run.take() {
         w.zero(zo, zl)?;
@@ -349,7 +370,7 @@ fn write_part<W: Write>(
         Part::Discard(o, l) => {
             sum.discard_bytes += l;
             *done += l;
-            w.discard(o, l).map(|_| None)
+            w.discard(o, l)
         }
         Part::Data {
             offset,
@@ -364,14 +385,17 @@ fn write_part<W: Write>(
             if compression == Compression::Zstd {
                 sum.compressed_plain_bytes += plain_len as u64;
             }
+            let payload = match &payload {
+                Payload::Packed(p) => &p[..],
+                Payload::Raw(r) => &buf[r.clone()],
+            };
             w.data(&DataRecord {
                 offset,
                 plain_len,
                 compression,
                 hash,
-                payload: &payload,
-            })?;
-            Ok(Some(payload))
+                payload,
+            })
         }
         Part::Zero(..) => unreachable!("handled above"),
     }
@@ -386,61 +410,39 @@ pub fn is_zero(b: &[u8]) -> bool {
         && words.remainder().iter().all(|&x| x == 0)
 }
 
-/// Encode each piece of a job's buffer (`pieces` lie back to back at the start of `buf`). A
-/// job that is one data run stored raw gives its buffer as the payload (no copy); otherwise
-/// the buffer goes back to `pool`.
+/// Encode each piece of a job's buffer (`pieces` lie back to back at the start of `buf`).
+/// Raw payloads stay in `buf` (ranges of it), which comes back with the parts.
 fn encode_pieces(
     pieces: &[(u64, usize)],
-    mut buf: Vec<u8>,
+    buf: Vec<u8>,
     zblock: usize,
     zc: &mut zstd::bulk::Compressor<'_>,
-    pool: &SyncSender<Vec<u8>>,
     leaves: &LeafHashes,
-) -> Result<Vec<Part>> {
+) -> Result<Encoded> {
     let mut parts = Vec::new();
     let mut at = 0;
-    let lend = pieces.len() == 1;
     for &(offset, n) in pieces {
-        let plain = &buf[at..at + n];
-        encode_chunk(offset, plain, zblock, zc, lend, leaves, &mut parts)?;
+        encode_chunk(offset, &buf, at..at + n, zblock, zc, leaves, &mut parts)?;
         at += n;
     }
-    let whole_raw = match &mut parts[..] {
-        [Part::Data {
-            compression: Compression::None,
-            payload,
-            ..
-        }] if payload.is_empty() => Some(payload),
-        _ => None,
-    };
-    match whole_raw {
-        Some(payload) => {
-            buf.truncate(at);
-            *payload = buf;
-        }
-        None => {
-            let _ = pool.try_send(buf);
-        }
-    }
-    Ok(parts)
+    Ok((parts, buf))
 }
 
-/// Split one chunk into zero runs and data runs, hashing and compressing the data runs, and
-/// append them to `parts`. With `lend`, a raw run covering the whole chunk is left with an
-/// empty payload for the caller to fill with the chunk's buffer.
+/// Split the chunk `buf[range]` (at device `offset`) into zero runs and data runs, hashing
+/// and compressing the data runs, and append them to `parts`.
 fn encode_chunk(
     offset: u64,
     buf: &[u8],
+    range: std::ops::Range<usize>,
     zblock: usize,
     zc: &mut zstd::bulk::Compressor<'_>,
-    lend: bool,
     leaves: &LeafHashes,
     parts: &mut Vec<Part>,
 ) -> Result<()> {
     let mut runs: Vec<(usize, usize, bool)> = Vec::new();
-    let mut pos = 0;
-    while pos < buf.len() {
-        let end = (pos + zblock).min(buf.len());
+    let mut pos = range.start;
+    while pos < range.end {
+        let end = (pos + zblock).min(range.end);
         let z = is_zero(&buf[pos..end]);
         match runs.last_mut() {
             Some((_, to, zero)) if *zero == z => *to = end,
@@ -448,12 +450,11 @@ fn encode_chunk(
         }
         pos = end;
     }
-    let whole = lend && runs.len() == 1;
     for (from, to, zero) in runs {
-        let o = offset + from as u64;
+        let o = offset + (from - range.start) as u64;
         parts.push(match zero {
             true => Part::Zero(o, (to - from) as u64),
-            false => encode_data(o, &buf[from..to], zc, whole, leaves)?,
+            false => encode_data(o, buf, from..to, zc, leaves)?,
         });
     }
     Ok(())
@@ -462,16 +463,16 @@ fn encode_chunk(
 /// Sample size for the compressibility check.
 const SAMPLE: usize = 16 << 10;
 
-/// Hash (unless `leaves` knows the hash) and (if worth it) compress one data run. A raw run
-/// gets a copy of its bytes as its payload, unless `lend` (the run is a whole job buffer the
-/// caller moves in instead).
+/// Hash (unless `leaves` knows the hash) and (if worth it) compress the data run
+/// `buf[run]` at device `offset`. A raw run's payload is its range of `buf` (no copy).
 fn encode_data(
     offset: u64,
-    plain: &[u8],
+    buf: &[u8],
+    run: std::ops::Range<usize>,
     zc: &mut zstd::bulk::Compressor<'_>,
-    lend: bool,
     leaves: &LeafHashes,
 ) -> Result<Part> {
+    let plain = &buf[run.clone()];
     let hash = leaves
         .get(offset, plain.len())
         .unwrap_or_else(|| *blake3::hash(plain).as_bytes());
@@ -484,9 +485,8 @@ fn encode_data(
         None
     };
     let (compression, payload) = match packed {
-        Some(c) => (Compression::Zstd, c),
-        None if lend => (Compression::None, Vec::new()),
-        None => (Compression::None, plain.to_vec()),
+        Some(c) => (Compression::Zstd, Payload::Packed(c)),
+        None => (Compression::None, Payload::Raw(run)),
     };
     Ok(Part::Data {
         offset,
