@@ -39,25 +39,7 @@ dd if=$M-origin of=$M-thin bs=4M iflag=direct oflag=direct status=none
 dd if=$M-origin of=$M-dold bs=4M iflag=direct oflag=direct status=none
 lvc -s -pr -L $((S / 20 + 16))M -n c1 $VG/origin
 lvc -s -pr -kn -n s1 $VG/thin
-python3 - "$S" $M-origin $M-thin <<'PY'
-import os, random, sys
-size_mib, devs = int(sys.argv[1]), sys.argv[2:]
-size = size_mib << 20
-rng = random.Random(20261123)
-budget = size // 100
-writes = []
-for _ in range(budget // 2 // 4096):
-    writes.append((rng.randrange(size // 4096) * 4096, 4096))
-for _ in range(budget // 2 // (1 << 20)):
-    writes.append((rng.randrange(size_mib) << 20, 1 << 20))
-fds = [os.open(d, os.O_WRONLY) for d in devs]
-for off, n in writes:
-    data = rng.randbytes(n)
-    for fd in fds:
-        os.pwrite(fd, data, off)
-for fd in fds:
-    os.fsync(fd)
-PY
+python3 "$(dirname "$0")/bench-writes.py" "$S" $M-origin $M-thin >$OUT/writes.txt
 lvc -s -L 64M -n c2 $VG/origin
 cat /sys/kernel/mm/transparent_hugepage/enabled | tee $OUT/thp
 NOTHP="python3 -c 'import ctypes,os,sys; ctypes.CDLL(None).prctl(41,1,0,0,0); os.execvp(sys.argv[1], sys.argv[1:])'"
