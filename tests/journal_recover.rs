@@ -9,6 +9,7 @@ mod stream_util;
 use lvmsync::journal::dest::Destination;
 use lvmsync::journal::format::JournalHead;
 use lvmsync::journal::format::JournalReader;
+use lvmsync::journal::span::UndoSpan;
 use lvmsync::journal::undo::{Incoming::Unknown, UndoJournal, SPARE_SLACK};
 use lvmsync::journal::{recover, DestPaths, DestState, Recovery};
 use lvmsync::stream::Fingerprint;
@@ -26,6 +27,14 @@ fn head(paths: &DestPaths, size_before: u64) -> JournalHead {
     }
 }
 
+/// Journaling every old byte of a destination of `size_before` bytes.
+fn whole(size_before: u64) -> UndoSpan {
+    UndoSpan {
+        end: size_before,
+        size_before,
+    }
+}
+
 #[test]
 fn committed_journal_rolls_forward() {
     let d = tmp();
@@ -34,7 +43,8 @@ fn committed_journal_rolls_forward() {
     Rng(5).fill(&mut img);
     write(&dest, &img);
     let paths = DestPaths::new(&at(&d, "st"), &dest).unwrap();
-    let mut j = UndoJournal::create(&paths, &head(&paths, 1 << 20), 1 << 20).unwrap();
+    let mut j =
+        UndoJournal::create(&paths, &head(&paths, 1 << 20), whole(1 << 20), 1 << 20).unwrap();
     let dst = Destination::open(&dest, false).unwrap();
     j.save_old(&dst, 4096, 8192, Unknown).unwrap();
     j.sync().unwrap();
@@ -54,7 +64,8 @@ fn uncommitted_journal_rolls_back_and_cuts_growth() {
     Rng(6).fill(&mut img[..600_000]);
     write(&dest, &img);
     let paths = DestPaths::new(&at(&d, "st"), &dest).unwrap();
-    let mut j = UndoJournal::create(&paths, &head(&paths, 1 << 20), 1 << 20).unwrap();
+    let mut j =
+        UndoJournal::create(&paths, &head(&paths, 1 << 20), whole(1 << 20), 1 << 20).unwrap();
     let dst = Destination::open(&dest, false).unwrap();
     dst.set_len(3 << 20).unwrap();
     // One range of data, one of old zeroes, one past the old end.
@@ -86,7 +97,7 @@ fn torn_head_is_discarded_and_foreign_journal_refused() {
     assert_eq!(recover(&paths, None).unwrap(), Recovery::Nothing);
     assert!(!paths.journal.exists());
     let other = DestPaths::new(&at(&d, "st"), &at(&d, "other.img")).unwrap();
-    UndoJournal::create(&paths, &head(&other, 4096), 1 << 20).unwrap();
+    UndoJournal::create(&paths, &head(&other, 4096), whole(4096), 1 << 20).unwrap();
     let err = recover(&paths, None).unwrap_err().to_string();
     assert!(err.contains("journal belongs to"), "{err}");
     assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 4096]);
@@ -131,7 +142,8 @@ fn stale_frames_in_a_reused_journal_are_not_replayed() {
     // one of them has no zero padding, so the next frame a reader tries is the stale one.
     let piece = 65536 - 17;
     // Apply 1 journals eight ranges, writes them, commits; its journal becomes the spare.
-    let mut j = UndoJournal::create(&paths, &head(&paths, 4 << 20), 5 << 20).unwrap();
+    let mut j =
+        UndoJournal::create(&paths, &head(&paths, 4 << 20), whole(4 << 20), 5 << 20).unwrap();
     for i in 0..8 {
         j.save_old(&dst, i * piece, piece, Unknown).unwrap();
     }
@@ -144,7 +156,8 @@ fn stale_frames_in_a_reused_journal_are_not_replayed() {
     assert!(!paths.journal.exists() && paths.spare.exists());
     // Apply 2 takes the spare, journals the same first range (its frame lands exactly where
     // apply 1's first frame was, followed by apply 1's other seven), writes, and crashes.
-    let mut j = UndoJournal::create(&paths, &head(&paths, 4 << 20), 5 << 20).unwrap();
+    let mut j =
+        UndoJournal::create(&paths, &head(&paths, 4 << 20), whole(4 << 20), 5 << 20).unwrap();
     j.save_old(&dst, 0, piece, Unknown).unwrap();
     j.sync().unwrap();
     dst.write_at(&vec![0xEE; piece as usize], 0).unwrap();
@@ -171,7 +184,8 @@ fn holes_are_journaled_as_zeroes() {
     let before = std::fs::read(&dest).unwrap();
     let paths = DestPaths::new(&at(&d, "st"), &dest).unwrap();
     let dst = Destination::open(&dest, false).unwrap();
-    let mut j = UndoJournal::create(&paths, &head(&paths, 4 << 20), 5 << 20).unwrap();
+    let mut j =
+        UndoJournal::create(&paths, &head(&paths, 4 << 20), whole(4 << 20), 5 << 20).unwrap();
     j.save_old(&dst, 0, 4 << 20, Unknown).unwrap();
     j.sync().unwrap();
     let mut new = vec![0u8; 4 << 20];
@@ -192,7 +206,7 @@ fn a_spare_much_larger_than_needed_is_cut_back() {
     write(&dest, &[9u8; 4096]);
     let paths = DestPaths::new(&at(&d, "st"), &dest).unwrap();
     let cycle = |need: u64| {
-        let j = UndoJournal::create(&paths, &head(&paths, 4096), need).unwrap();
+        let j = UndoJournal::create(&paths, &head(&paths, 4096), whole(4096), need).unwrap();
         let len = std::fs::metadata(&paths.journal).unwrap().len();
         j.commit(Fingerprint([4; 32])).unwrap();
         assert_eq!(recover(&paths, None).unwrap(), Recovery::RolledForward);

@@ -15,6 +15,7 @@ use super::pipeline::JournalPlan;
 use super::preflight::{check_base, check_journal_space, dest_err, journal_need};
 use super::prepass::{journal_ahead, verify, Ahead, Covered};
 use super::recover::{recover, Recovery};
+use super::span::UndoSpan;
 use super::state::{now_unix, DestPaths, DestState};
 use super::undo::{retire, UndoJournal};
 use crate::error::{Error, Result};
@@ -203,8 +204,9 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         }
         return Ok(report);
     }
+    let span = UndoSpan::new(&h, size_before);
     if !opts.unsafe_no_journal && !resume {
-        check_journal_space(&h, &paths)?;
+        check_journal_space(&h, span, &paths)?;
     }
     let mut journal = if resume {
         let held = held.ok_or_else(|| {
@@ -242,7 +244,8 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
                 created_unix: now_unix(),
                 source: h.source.clone(),
             },
-            journal_need(&h),
+            span,
+            journal_need(&h, span),
         )?)
     };
     let resumable = opts.resumable || resume;

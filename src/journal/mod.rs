@@ -4,6 +4,7 @@
 //! - [`dest`]: the destination device or file.
 //! - [`format`]: the undo journal's frames (stream framing, own tags).
 //! - [`undo`]: writing the journal in crash-safe order.
+//! - [`span`]: which of the destination's old bytes an apply journals (up to the base's size).
 //! - `writer`: the journal's writer thread (writes and syncs overlap the journaling).
 //! - [`preflight`]: base and journal-space checks made before anything is written.
 //! - [`recover`]: finishing (roll forward) or undoing (roll back) an interrupted apply.
@@ -29,6 +30,7 @@ mod prepass;
 pub mod recover;
 pub mod resume;
 pub mod snapback;
+pub mod span;
 pub mod state;
 pub mod undo;
 mod writer;

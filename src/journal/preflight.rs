@@ -1,6 +1,7 @@
 //! Checks made before an apply writes anything: the destination holds the delta's base, and
 //! the journal directory has room for the undo journal.
 
+use super::span::UndoSpan;
 use super::state::{DestPaths, DestState};
 use crate::error::{Error, Result};
 use crate::stream::fingerprint::content_fingerprint;
@@ -40,15 +41,17 @@ pub fn check_base(h: &Header, dest: &Path, paths: &DestPaths) -> Result<()> {
     })
 }
 
-/// The worst-case size of the undo journal of the stream `h`: the old contents of every
-/// touched range, frame overhead (64 B per MiB) and 1 MiB for head, commit and padding.
-pub fn journal_need(h: &Header) -> u64 {
-    h.touched_bytes.0 + h.touched_bytes.0 / (1 << 20) * 64 + (1 << 20)
+/// The worst-case size of the undo journal of the stream `h` journaling `span`: the old
+/// contents of every touched range (at most `span.end` bytes: nothing past it is journaled),
+/// frame overhead (64 B per MiB) and 1 MiB for head, commit and padding.
+pub fn journal_need(h: &Header, span: UndoSpan) -> u64 {
+    let old = h.touched_bytes.0.min(span.end);
+    old + old / (1 << 20) * 64 + (1 << 20)
 }
 
-/// Refuse if the journal directory can't hold the old contents of every touched range
-/// (counting the blocks of the destination's spare journal, which the apply reuses).
-pub fn check_journal_space(h: &Header, paths: &DestPaths) -> Result<()> {
+/// Refuse if the journal directory can't hold the old contents of every touched range in
+/// `span` (counting the blocks of the destination's spare journal, which the apply reuses).
+pub fn check_journal_space(h: &Header, span: UndoSpan, paths: &DestPaths) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let st = nix::sys::statvfs::statvfs(&paths.dir)
         .map_err(|e| Error::io(&paths.dir, std::io::Error::from(e)))?;
@@ -56,7 +59,7 @@ pub fn check_journal_space(h: &Header, paths: &DestPaths) -> Result<()> {
     let free = (st.blocks_available() as u64)
         .saturating_mul(st.fragment_size() as u64)
         .saturating_add(spare);
-    let need = journal_need(h);
+    let need = journal_need(h, span);
     if free < need {
         return Err(dest_err(
             &paths.dir,

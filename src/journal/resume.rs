@@ -12,6 +12,7 @@
 use super::dest::Destination;
 use super::format::{JournalReader, Progress};
 use super::recover::test_delay;
+use super::span::UndoSpan;
 use super::state::DestPaths;
 use super::undo::UndoJournal;
 use crate::error::{Error, Result};
@@ -123,7 +124,7 @@ pub fn prepare(
         journal_len,
         entries,
         checkpoint,
-        head.size_before,
+        UndoSpan::new(h, head.size_before),
         scan.seed(),
     )?;
     Ok((journal, checkpoint))

@@ -23,16 +23,19 @@
 //! 4 KiB blocks from one aligned buffer that old bytes are read straight into (one copy,
 //! no page cache to fill, throttle or drop on delete). The last block of each sync is
 //! padded with zeroes, which end the valid prefix for a reader, and rewritten in full by the
-//! next sync. Ranges of a regular file past its size before the apply are not journaled:
-//! recovery cuts the file back to that size. Pieces whose old bytes equal the bytes about to
-//! be written get no entry (and the write can be skipped); holes of a file are journaled as
-//! zeroes without being read.
+//! next sync. Ranges past the apply's [`UndoSpan`] are not journaled: a regular file's part
+//! past its size before the apply (recovery cuts the file back to that size), and the part of
+//! a destination past an incremental stream's base size (not part of the base state; written
+//! in full, its old bytes never assumed to be zeroes). Pieces whose old bytes equal the bytes
+//! about to be written get no entry (and the write can be skipped); holes of a file are
+//! journaled as zeroes without being read.
 
 use super::dest::{sync_dir, Destination, IO_PIECE};
 use super::format::{
     encode_commit, encode_head, encode_old_zero, encode_progress, finish_old_data_frame,
     old_data_frame_len, JournalHead, JournalId, JournalReader, OLD_DATA_LEAD,
 };
+use super::span::UndoSpan;
 use super::state::DestPaths;
 use super::writer::{Buf, Durable, JournalWriter, BLOCK, WINDOW};
 use crate::error::{Error, Result};
@@ -56,8 +59,8 @@ pub struct UndoJournal {
     file_pos: u64,
     /// Appended since the last sync.
     pending: bool,
-    /// Ranges at or past this offset need no entry (a regular file's size before the apply).
-    undo_end: u64,
+    /// Which ranges get entries, and which read as zeroes.
+    span: UndoSpan,
     entries: u64,
     progress: Option<Checkpoint>,
     /// CRC seed of this journal's nonce and generation.
@@ -77,10 +80,16 @@ pub enum Incoming<'a> {
 }
 
 impl UndoJournal {
-    /// Start the undo journal of a new apply to the destination of `paths`: take its spare
-    /// (or a new file), preallocate `need` bytes, write `head` under the next generation and
-    /// make it durable, and only then name the file `paths.journal` (refusing to replace one).
-    pub fn create(paths: &DestPaths, head: &JournalHead, need: u64) -> Result<Self> {
+    /// Start the undo journal of a new apply to the destination of `paths`, journaling the
+    /// old bytes of `span`: take its spare (or a new file), preallocate `need` bytes, write
+    /// `head` under the next generation and make it durable, and only then name the file
+    /// `paths.journal` (refusing to replace one).
+    pub fn create(
+        paths: &DestPaths,
+        head: &JournalHead,
+        span: UndoSpan,
+        need: u64,
+    ) -> Result<Self> {
         let spare = &paths.spare;
         let err = |e| Error::io(spare, e);
         let before = match File::open(spare) {
@@ -114,8 +123,9 @@ impl UndoJournal {
             file.set_len(need).map_err(err)?;
         }
         preallocate(&file, need);
-        let mut j = UndoJournal::new(file, &paths.journal, 0, 0, None, nonce_gen.crc_seed())?;
-        j.undo_end = head.size_before;
+        debug_assert_eq!(head.size_before, span.size_before);
+        let seed = nonce_gen.crc_seed();
+        let mut j = UndoJournal::new(file, &paths.journal, span, 0, 0, None, seed)?;
         // The writer names the file by the name it has during the apply; until the rename
         // below it is still the spare, so its errors here name the spare.
         let at_spare = |e: Error| match e {
@@ -132,14 +142,14 @@ impl UndoJournal {
 
     /// Reopen a kept journal to continue a resumed apply: cut it to `len` bytes (just after
     /// its last progress frame, `entries` entries in) and append from there with CRC seed
-    /// `seed` (its generation's). `size_before` is the destination's size before the
-    /// interrupted apply (from the journal head).
+    /// `seed` (its generation's), journaling the old bytes of `span` (the interrupted
+    /// apply's: from its stream header and the journal head's size before).
     pub fn reopen(
         path: &Path,
         len: u64,
         entries: u64,
         at: Checkpoint,
-        size_before: u64,
+        span: UndoSpan,
         seed: u32,
     ) -> Result<Self> {
         let err = |e| Error::io(path, e);
@@ -147,8 +157,7 @@ impl UndoJournal {
         file.set_len(len).map_err(err)?;
         file.sync_data().map_err(err)?;
         let start = len - len % BLOCK as u64;
-        let mut j = UndoJournal::new(file, path, start, entries, Some(at), seed)?;
-        j.undo_end = size_before;
+        let mut j = UndoJournal::new(file, path, span, start, entries, Some(at), seed)?;
         j.used = (len - start) as usize;
         let tail = &mut j.win.bytes()[..j.used];
         // The partial last block is rewritten by the next sync; read it back (buffered: the
@@ -162,6 +171,7 @@ impl UndoJournal {
     fn new(
         file: File,
         path: &Path,
+        span: UndoSpan,
         file_pos: u64,
         entries: u64,
         p: Option<Checkpoint>,
@@ -174,7 +184,7 @@ impl UndoJournal {
             used: 0,
             file_pos,
             pending: false,
-            undo_end: u64::MAX,
+            span,
             entries,
             progress: p,
             seed,
@@ -250,9 +260,12 @@ impl UndoJournal {
         len: u64,
         incoming: Incoming<'_>,
     ) -> Result<bool> {
-        let end = (offset + len).min(self.undo_end);
-        // Past a grown file's old end: no entry (recovery cuts it off); it reads as zeroes.
-        let mut changed = offset + len > end && !matches!(incoming, Incoming::Zeroes);
+        let end = (offset + len).min(self.span.end);
+        // Past the span: no entry. Past a grown file's old end it reads as zeroes (recovery
+        // cuts it off); before that (past an incremental stream's base size) it holds old,
+        // unjournaled bytes, which are always overwritten.
+        let mut changed = (offset + len > end && !matches!(incoming, Incoming::Zeroes))
+            || self.span.unjournaled_old(offset, len);
         let mut holes = dest.holes();
         let mut pos = offset;
         while pos < end {
