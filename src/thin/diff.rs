@@ -17,7 +17,7 @@ use super::superblock::Superblock;
 use crate::changeset::{ChangeSet, ChangeSetBuilder, Extent, ExtentKind};
 use crate::error::{Error, Result};
 use crate::units::Bytes;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 
 /// How much work a diff did: the measure that must grow with changes, not with mapped size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,7 +53,10 @@ pub fn mapped_in(
 ) -> Result<ChangeSet> {
     let mut tree = mapping::device_tree(src, sb, dev)?;
     let block = sb.data_block_bytes();
-    let blocks = bytes.start / block.0..bytes.end.div_ceil(block.0);
+    if bytes.is_empty() {
+        return Ok(ChangeSet::empty(block));
+    }
+    let blocks = bytes.start / block.0..=(bytes.end - 1) / block.0;
     let mut out = Emitter::new(src.name(), block);
     list_mapped(&mut tree, blocks, &mut out)?;
     let whole = out.finish()?;
@@ -67,14 +70,19 @@ pub fn mapped_in(
 
 /// Emit every virtual block in `blocks` mapped in `tree` as `added`, skipping unread the
 /// subtrees wholly outside the range (and hinting only the children that overlap it).
-fn list_mapped(tree: &mut TreeCursor<'_>, blocks: Range<u64>, out: &mut Emitter<'_>) -> Result<()> {
+fn list_mapped(
+    tree: &mut TreeCursor<'_>,
+    blocks: RangeInclusive<u64>,
+    out: &mut Emitter<'_>,
+) -> Result<()> {
+    let (first, last) = (*blocks.start(), *blocks.end());
     loop {
         match tree.front() {
             Front::End => return Ok(()),
-            Front::Subtree { lo, .. } if lo >= blocks.end => return Ok(()),
-            Front::Entry { key, .. } if key >= blocks.end => return Ok(()),
-            Front::Subtree { hi: Some(hi), .. } if hi <= blocks.start => tree.advance(),
-            Front::Entry { key, .. } if key < blocks.start => tree.advance(),
+            Front::Subtree { lo, .. } if lo > last => return Ok(()),
+            Front::Entry { key, .. } if key > last => return Ok(()),
+            Front::Subtree { hi: Some(hi), .. } if hi <= first => tree.advance(),
+            Front::Entry { key, .. } if key < first => tree.advance(),
             Front::Subtree { .. } => {
                 tree.expand()?;
                 let children = tree.fresh_children();
@@ -82,7 +90,7 @@ fn list_mapped(tree: &mut TreeCursor<'_>, blocks: Range<u64>, out: &mut Emitter<
                 let wanted = children
                     .iter()
                     .zip(next_lo)
-                    .filter(|((lo, _), hi)| *lo < blocks.end && hi.is_none_or(|h| h > blocks.start))
+                    .filter(|((lo, _), hi)| *lo <= last && hi.is_none_or(|h| h > first))
                     .map(|(c, _)| *c)
                     .collect();
                 prefetch(tree, wanted);
@@ -106,7 +114,7 @@ pub fn diff_trees(
     let mut out = Emitter::new(name, block_bytes);
     let mut stats = DiffStats::default();
     let Some(mut old) = old else {
-        list_mapped(&mut new, 0..u64::MAX, &mut out)?;
+        list_mapped(&mut new, 0..=u64::MAX, &mut out)?;
         stats.nodes_read = new.nodes_read();
         return Ok((out.finish()?, stats));
     };
