@@ -10,11 +10,12 @@
 mod thin_support;
 
 use lvmsync::thin::checksum::{seal, BTREE_CSUM_XOR, SUPERBLOCK_CSUM_XOR};
-use lvmsync::thin::diff::diff_devices;
+use lvmsync::thin::diff::{diff_devices, mapped_in};
 use lvmsync::thin::{MemorySource, Superblock};
+use lvmsync::{ChangeSet, Extent};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use thin_support::{reference_diff, DATA_BLOCK_SECTORS};
+use thin_support::{reference_diff, DATA_BLOCK_BYTES, DATA_BLOCK_SECTORS};
 
 type Block = [u8; 4096];
 
@@ -207,6 +208,7 @@ proptest! {
         changes in prop::collection::vec((0..4000u64, any::<u8>()), 0..12),
         leaf_size in 8..120usize,
         fanout in 2..8usize,
+        range in (0..7000 * DATA_BLOCK_BYTES, 0..3000 * DATA_BLOCK_BYTES),
     ) {
         let (old, new, los) = scenario(&runs, &changes, leaf_size);
         let (src, own2, unshared_nodes) = image(&old, &new, &los, fanout);
@@ -219,7 +221,44 @@ proptest! {
         // Every node dev 2 has of its own is read, with its old counterpart; nothing else.
         prop_assert_eq!(s_stats.nodes_read, 2 * own2);
         prop_assert_eq!(u_stats.nodes_read, unshared_nodes);
-        prop_assert_eq!(diff_devices(&src, &sb, None, 2).unwrap().0, reference_diff(None, &as_list(&new)));
+        let everything = reference_diff(None, &as_list(&new));
+        prop_assert_eq!(&diff_devices(&src, &sb, None, 2).unwrap().0, &everything);
+        let (from, to) = (range.0, range.0 + range.1);
+        prop_assert_eq!(mapped_in(&src, &sb, 2, from..to).unwrap(), cut(&everything, from, to));
+    }
+}
+
+/// `set` cut to the bytes `from..to`.
+fn cut(set: &ChangeSet, from: u64, to: u64) -> ChangeSet {
+    let inside = set.extents().iter().filter_map(|e| {
+        let (a, b) = (e.offset.0.max(from), (e.offset.0 + e.length.0).min(to));
+        (a < b).then(|| Extent::new(a, b - a, e.kind))
+    });
+    ChangeSet::from_extents(set.block_size(), inside).unwrap()
+}
+
+/// The mapped bytes of a byte range, for ranges starting at every block (and half-way into
+/// it) of a deep tree of 8-entry leaves and 2-way nodes, with gaps: the walk that skips the subtrees
+/// before the range loses nothing at their edges.
+#[test]
+fn mapped_in_a_range_starting_anywhere() {
+    let runs: Vec<(u64, u64)> = (0..12).map(|i| (i % 3, 5 + i)).collect();
+    let (old, _, los) = scenario(&runs, &[], 8);
+    let (src, _, _) = image(&old, &old, &los, 2);
+    let sb = Superblock::read(&src, 0).unwrap();
+    let everything = reference_diff(None, &as_list(&old));
+    let end = old.keys().last().unwrap() + 2;
+    for start in (0..2 * end).map(|h| h * DATA_BLOCK_BYTES / 2) {
+        for len in [
+            1,
+            DATA_BLOCK_BYTES,
+            3 * DATA_BLOCK_BYTES + 7,
+            40 * DATA_BLOCK_BYTES,
+        ] {
+            let want = cut(&everything, start, start + len);
+            let got = mapped_in(&src, &sb, 1, start..start + len).unwrap();
+            assert_eq!(got, want, "{start}+{len}");
+        }
     }
 }
 

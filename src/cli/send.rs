@@ -286,12 +286,20 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
                     size - base.size.0
                 );
             }
-            let changes = with_grown_tail(&changes, snap.kind, base.size.0, size)?;
+            let base_size = base.size.0;
+            let changes = match snap.kind {
+                _ if size <= base_size => clip_to(&changes, size)?,
+                DeviceKind::Thin => {
+                    let mapped = lvmsync::dm::mapped_probed(&snap, base_size..size, false)?;
+                    with_grown_thin_tail(&changes, &mapped, base_size, size)?
+                }
+                _ => with_grown_tail_as_data(&changes, base_size, size)?,
+            };
             (changes, Some(base))
         }
         // A full sync of a thin snapshot: its mapped ranges, and discards for the holes.
         None if snap.kind == DeviceKind::Thin && !external => {
-            let mapped = lvmsync::dm::diff_probed(&snap, None, false)?;
+            let mapped = lvmsync::dm::mapped_probed(&snap, 0..size, false)?;
             (with_holes_discarded(&mapped, 0, size)?, None)
         }
         // A full sync of any other device: every byte, zero runs sparse.
@@ -363,24 +371,37 @@ fn with_holes_discarded(mapped: &ChangeSet, from: u64, size: u64) -> anyhow::Res
     Ok(ChangeSet::from_extents(mapped.block_size(), all)?)
 }
 
-/// `changes` of a volume that grew from `base_size` to `size` since the older snapshot, plus
-/// what snapshot metadata leaves out of the grown part: the destination is grown too
-/// (`lvextend`), and holds whatever was on its disk there, so every byte of it must be
-/// written. A thin snapshot lists its mapped blocks there (`added`); its unmapped ones read
-/// zeroes and are sent as discards (the receiver zeroes them). A classic snapshot's store
-/// covers only the older snapshot's size: the whole grown part is sent.
-fn with_grown_tail(
+/// `changes` of a thin volume that grew from `base_size` to `size` since the older snapshot,
+/// with its grown part taken from `mapped`, what the newer snapshot maps there: the
+/// destination is grown too (`lvextend`) and holds whatever was on its disk there, so every
+/// byte of it must be written. Mapped blocks are sent as data (`added`: the older snapshot
+/// did not reach there) and the holes as discards (they read zeroes). The diff alone is not
+/// enough there: a block the older snapshot maps past its end (a volume shrunk without
+/// unmapping its tail) and the newer maps identically is in neither side of the diff, yet the
+/// newer reads its bytes. Below `base_size`, the diff.
+fn with_grown_thin_tail(
     changes: &ChangeSet,
-    kind: DeviceKind,
+    mapped: &ChangeSet,
     base_size: u64,
     size: u64,
 ) -> anyhow::Result<ChangeSet> {
-    if size <= base_size {
-        return Ok(changes.clone());
-    }
-    if kind == DeviceKind::Thin {
-        return with_holes_discarded(changes, base_size, size);
-    }
+    let grown = clip_to(&mapped.clipped(base_size)?, size)?;
+    let tail = with_holes_discarded(&grown, base_size, size)?;
+    let below = clip_to(changes, base_size)?;
+    Ok(ChangeSet::from_extents(
+        changes.block_size(),
+        below.extents().iter().chain(tail.extents()).copied(),
+    )?)
+}
+
+/// `changes` of a classic snapshot whose volume grew from `base_size` to `size`: the older
+/// snapshot's store covers only its own size, so the whole grown part is sent as data (the
+/// grown destination holds whatever was on its disk there).
+fn with_grown_tail_as_data(
+    changes: &ChangeSet,
+    base_size: u64,
+    size: u64,
+) -> anyhow::Result<ChangeSet> {
     let tail = Extent::new(base_size, size - base_size, ExtentKind::Changed);
     let below = clip_to(changes, base_size)?;
     Ok(ChangeSet::from_extents(

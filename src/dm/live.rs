@@ -16,9 +16,10 @@
 //!   superset of the chunks that differ between the two snapshots; sending a superset with the
 //!   newer snapshot's data still makes the destination equal that snapshot.
 
-use super::probe::{probe, DeviceKind, ProbeReport};
+use super::probe::{probe, DeviceKind, PoolInfo, ProbeReport, ThinInfo};
 use crate::error::{Error, Result};
 use crate::ChangeSet;
+use std::ops::Range;
 use std::path::PathBuf;
 
 /// The extents that changed up to `snapshot`: since snapshot `since` when given, else (thin)
@@ -40,10 +41,25 @@ pub fn diff_probed(new: &ProbeReport, old: Option<&ProbeReport>, force: bool) ->
     }
 }
 
+/// The bytes in `bytes` that thin device `dev` (probed) maps, reading only the pool metadata
+/// that holds that range: on a grown volume, what its grown part reads other than zeroes.
+/// `force` as for [`diff_live`]. Thin devices only.
+pub fn mapped_probed(dev: &ProbeReport, bytes: Range<u64>, force: bool) -> Result<ChangeSet> {
+    let (thin, pool) = thin_parts(dev)?;
+    let tmeta = PathBuf::from("/dev/mapper").join(&pool.metadata_device);
+    crate::thin::live::mapped_in_pool_device(&pool.pool_device, &tmeta, thin.dev_id, bytes, force)
+}
+
+/// The thin device and pool of a thin snapshot's report.
+fn thin_parts(dev: &ProbeReport) -> Result<(&ThinInfo, &PoolInfo)> {
+    match (&dev.thin, &dev.pool) {
+        (Some(thin), Some(pool)) => Ok((thin, pool)),
+        _ => Err(not_a_snapshot(dev, dev.kind)),
+    }
+}
+
 fn diff_thin(new: &ProbeReport, old: Option<&ProbeReport>, force: bool) -> Result<ChangeSet> {
-    let (Some(thin), Some(pool)) = (&new.thin, &new.pool) else {
-        return Err(not_a_snapshot(new, new.kind));
-    };
+    let (thin, pool) = thin_parts(new)?;
     let old_id = match old {
         None => None,
         Some(o) => match (&o.thin, &o.pool) {

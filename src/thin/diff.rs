@@ -17,6 +17,7 @@ use super::superblock::Superblock;
 use crate::changeset::{ChangeSet, ChangeSetBuilder, Extent, ExtentKind};
 use crate::error::{Error, Result};
 use crate::units::Bytes;
+use std::ops::{Range, RangeInclusive};
 
 /// How much work a diff did: the measure that must grow with changes, not with mapped size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +41,68 @@ pub fn diff_devices(
     diff_trees(src.name(), old_tree, new_tree, sb.data_block_bytes())
 }
 
+/// The bytes in `bytes` that thin device `dev` maps, as `added` extents (cut at the range's
+/// ends): what a device reads other than zeroes there. Reads only the nodes on the path to
+/// the range's first block and those holding keys in the range, so listing the grown tail of
+/// a large device costs about its size, not the device's.
+pub fn mapped_in(
+    src: &dyn MetadataSource,
+    sb: &Superblock,
+    dev: u64,
+    bytes: Range<u64>,
+) -> Result<ChangeSet> {
+    let mut tree = mapping::device_tree(src, sb, dev)?;
+    let block = sb.data_block_bytes();
+    if bytes.is_empty() {
+        return Ok(ChangeSet::empty(block));
+    }
+    let blocks = bytes.start / block.0..=(bytes.end - 1) / block.0;
+    let mut out = Emitter::new(src.name(), block);
+    list_mapped(&mut tree, blocks, &mut out)?;
+    let whole = out.finish()?;
+    let cut = whole.extents().iter().filter_map(|e| {
+        let from = e.offset.0.max(bytes.start);
+        let to = (e.offset.0 + e.length.0).min(bytes.end);
+        (from < to).then(|| Extent::new(from, to - from, e.kind))
+    });
+    ChangeSet::from_extents(block, cut)
+}
+
+/// Emit every virtual block in `blocks` mapped in `tree` as `added`, skipping unread the
+/// subtrees wholly outside the range (and hinting only the children that overlap it).
+fn list_mapped(
+    tree: &mut TreeCursor<'_>,
+    blocks: RangeInclusive<u64>,
+    out: &mut Emitter<'_>,
+) -> Result<()> {
+    let (first, last) = (*blocks.start(), *blocks.end());
+    loop {
+        match tree.front() {
+            Front::End => return Ok(()),
+            Front::Subtree { lo, .. } if lo > last => return Ok(()),
+            Front::Entry { key, .. } if key > last => return Ok(()),
+            Front::Subtree { hi: Some(hi), .. } if hi <= first => tree.advance(),
+            Front::Entry { key, .. } if key < first => tree.advance(),
+            Front::Subtree { .. } => {
+                tree.expand()?;
+                let children = tree.fresh_children();
+                let next_lo = children.iter().skip(1).map(|c| Some(c.0)).chain([None]);
+                let wanted = children
+                    .iter()
+                    .zip(next_lo)
+                    .filter(|((lo, _), hi)| *lo <= last && hi.is_none_or(|h| h > first))
+                    .map(|(c, _)| *c)
+                    .collect();
+                prefetch(tree, wanted);
+            }
+            Front::Entry { key, .. } => {
+                out.emit(key, ExtentKind::Added)?;
+                tree.advance();
+            }
+        }
+    }
+}
+
 /// Diff two device mapping trees (`old = None`: everything in `new`), with `block_bytes` per
 /// virtual block.
 pub fn diff_trees(
@@ -51,10 +114,7 @@ pub fn diff_trees(
     let mut out = Emitter::new(name, block_bytes);
     let mut stats = DiffStats::default();
     let Some(mut old) = old else {
-        while let Front::Entry { key, .. } = new.next_entry()? {
-            out.emit(key, ExtentKind::Added)?;
-            new.advance();
-        }
+        list_mapped(&mut new, 0..=u64::MAX, &mut out)?;
         stats.nodes_read = new.nodes_read();
         return Ok((out.finish()?, stats));
     };

@@ -12,13 +12,14 @@
 //!    usage; `-` means none is held);
 //! 4. reads the `_tmeta` device with `O_DIRECT` (the pool writes metadata through its own
 //!    buffer cache, so a buffered read of the device could return stale pages) and diffs the
-//!    two devices as [`super::diff`] does;
+//!    two devices as [`super::diff`] does (or lists what one device maps in a byte range,
+//!    [`mapped_in_pool_device`]);
 //! 5. sends `release_metadata_snap`, from a guard's `Drop` (so also on errors and panics) and
 //!    from a SIGINT/SIGTERM watcher that releases and then exits with 128 + signal.
 //!
 //! Needs root and device-mapper; tested in the guest (`vm-tests`).
 
-use super::diff::{diff_devices, DiffStats};
+use super::diff::{diff_devices, mapped_in, DiffStats};
 use super::source::FileSource;
 use super::superblock::Superblock;
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ use crate::ChangeSet;
 use devicemapper::{DevId, DmName, DmOptions, DM};
 use std::fs::File;
 use std::io::Read;
+use std::ops::Range;
 use std::os::fd::IntoRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -53,6 +55,34 @@ pub fn diff_pool_devices_with_stats(
     new_id: u64,
     force: bool,
 ) -> Result<(ChangeSet, DiffStats)> {
+    with_held_metadata(pool_dm_name, tmeta_path, force, |src, sb| {
+        diff_devices(src, sb, old_id, new_id)
+    })
+}
+
+/// The bytes in `bytes` that thin device `dev` of the live pool maps ([`mapped_in`]: only
+/// the metadata holding that range is read), under a reserved metadata snapshot as
+/// [`diff_pool_devices`] reads it.
+pub fn mapped_in_pool_device(
+    pool_dm_name: &str,
+    tmeta_path: &Path,
+    dev: u64,
+    bytes: Range<u64>,
+    force: bool,
+) -> Result<ChangeSet> {
+    with_held_metadata(pool_dm_name, tmeta_path, force, |src, sb| {
+        mapped_in(src, sb, dev, bytes)
+    })
+}
+
+/// Steps 1 to 5 of the module docs around `read`, which gets the metadata device and the
+/// held snapshot's superblock.
+fn with_held_metadata<T>(
+    pool_dm_name: &str,
+    tmeta_path: &Path,
+    force: bool,
+    read: impl FnOnce(&FileSource, &Superblock) -> Result<T>,
+) -> Result<T> {
     let pool = Pool::open(pool_dm_name)?;
     if let Some(stale) = pool.held_root()? {
         if !force {
@@ -75,7 +105,7 @@ pub fn diff_pool_devices_with_stats(
     })?;
     let src = FileSource::open_direct(tmeta_path)?;
     let sb = Superblock::read(&src, held)?;
-    diff_devices(&src, &sb, old_id, new_id)
+    read(&src, &sb)
 }
 
 /// A thin-pool target reached through device-mapper.

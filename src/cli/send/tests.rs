@@ -53,17 +53,17 @@ fn set(extents: &[(u64, u64, ExtentKind)]) -> ChangeSet {
     ChangeSet::from_extents(Bytes(65536), e).unwrap()
 }
 
-/// A volume grown from 1 MiB to 2 MiB since the older snapshot: a thin delta keeps its added
-/// blocks past the old end and discards the unmapped rest of the grown part; a classic one
-/// sends the whole grown part (the older store covers only the old size). A volume that did
-/// not grow keeps its changes as they are.
+/// A volume grown from 1 MiB to 2 MiB since the older snapshot: a thin delta sends what the
+/// newer snapshot maps in the grown part and discards the rest of it; a classic one sends the
+/// whole grown part (the older store covers only the old size).
 #[test]
 fn the_grown_part_of_a_volume_is_all_written() {
     const M: u64 = 1 << 20;
     let (c, a, r) = (ExtentKind::Changed, ExtentKind::Added, ExtentKind::Removed);
-    let thin = set(&[(0, 65536, c), (M + 65536, 65536, a)]);
+    let diff = set(&[(0, 65536, c), (M + 65536, 65536, a)]);
+    let mapped = set(&[(M + 65536, 65536, a)]);
     assert_eq!(
-        with_grown_tail(&thin, DeviceKind::Thin, M, 2 * M).unwrap(),
+        with_grown_thin_tail(&diff, &mapped, M, 2 * M).unwrap(),
         set(&[
             (0, 65536, c),
             (M, 65536, r),
@@ -73,12 +73,30 @@ fn the_grown_part_of_a_volume_is_all_written() {
     );
     let classic = set(&[(0, 65536, c)]);
     assert_eq!(
-        with_grown_tail(&classic, DeviceKind::CowSnapshot, M, 2 * M).unwrap(),
+        with_grown_tail_as_data(&classic, M, 2 * M).unwrap(),
         set(&[(0, 65536, c), (M, M, c)])
     );
+}
+
+/// A thin volume shrunk without unmapping its tail, snapshotted (the older), then grown: the
+/// blocks past the older's end that both snapshots map identically are in no side of the
+/// diff, but the newer reads them, so they are sent as data, not discarded. A diff entry the
+/// newer does not map there (`removed`) stays a discard.
+#[test]
+fn the_grown_part_sends_what_the_newer_maps_even_when_the_diff_omits_it() {
+    const M: u64 = 1 << 20;
+    let (c, a, r) = (ExtentKind::Changed, ExtentKind::Added, ExtentKind::Removed);
+    let diff = set(&[(0, 65536, c), (M + 65536, 65536, r)]);
+    // Mapped in the newer: a stale block at M (not in the diff) and one at 2M - 64 KiB.
+    let mapped = set(&[(M, 65536, a), (2 * M - 65536, 65536, a)]);
     assert_eq!(
-        with_grown_tail(&thin, DeviceKind::Thin, 2 * M, 2 * M).unwrap(),
-        thin
+        with_grown_thin_tail(&diff, &mapped, M, 2 * M).unwrap(),
+        set(&[
+            (0, 65536, c),
+            (M, 65536, a),
+            (M + 65536, M - 131072, r),
+            (2 * M - 65536, 65536, a)
+        ])
     );
 }
 

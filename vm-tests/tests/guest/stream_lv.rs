@@ -7,7 +7,10 @@
 //!   whole blocks while s2 is writable, and about those 24 units once it is read-only
 //!   (`lvchange -pr`: refined against s2); the destination equals s3. Then the thin LV
 //!   grows by 4 MiB (one 4 KiB write there), and so does the destination (`lvextend`, junk
-//!   in its new part): `send s4 --since s3` makes it equal s4.
+//!   in its new part): `send s4 --since s3` makes it equal s4. Then s5, its table cut back to
+//!   8 MiB by hand (a shrink that left the block at 9 MiB mapped), and s6 at 12 MiB: a full
+//!   send of s5 and `send s6 --since s5` into a fresh destination make it equal s6 (the
+//!   block the diff does not list, mapped in both, is sent).
 //! - Classic: the same with a classic LV and COW snapshots, streamed through a pipe
 //!   (`send --to - | lvmsync receive <dest>`); the incremental's changed chunks come from
 //!   the older snapshot's exception store, its data from the newer snapshot. With 4 KiB
@@ -247,6 +250,38 @@ fn thin_full_then_incremental_into_lv() {
         &temp("thin-grown.lvd"),
     );
     assert_same(&dst, &mapper(&vg, "s4"), "thin grown s3 -> s4");
+
+    // A volume shrunk without unmapping its tail, snapshotted, then grown back: s5's table is
+    // cut to 8 MiB by hand (lvreduce may discard the tail) while it still maps the block at
+    // 9 MiB, and s6 (12 MiB) maps that block identically, so no side of their diff lists it.
+    // A full send of s5 stops at its end; `send s6 --since s5` sends that block as data.
+    create_thin_snapshot(&vg.lv("thin"), "s5").expect("thin snapshot s5");
+    create_thin_snapshot(&vg.lv("thin"), "s6").expect("thin snapshot s6");
+    let s5 = lv_dm_name(&vg.name, "s5");
+    let table = run("dmsetup", &["table", &s5]);
+    let target = table.trim().splitn(3, ' ').nth(2).expect("thin table line");
+    let cut = format!("0 {} {target}", SIZE / 512);
+    run("dmsetup", &["reload", &s5, "--table", &cut]);
+    run("dmsetup", &["resume", &s5]);
+    vg.lvcreate(&["-L", "8M", "-n", "dst2", &vg.name]);
+    let dst2 = mapper(&vg, "dst2");
+    fill_junk(&dst2);
+    let state2 = temp("thin-state2");
+    send_apply(&[&vg.lv("s5")], &dst2, &state2, &temp("thin-s5.lvd"));
+    assert_same(
+        &dst2,
+        &mapper(&vg, "s5"),
+        "thin full sync of s5 (cut to 8 MiB)",
+    );
+    run("lvextend", &["-q", "-L", "12M", &vg.lv("dst2")]);
+    write_at(&dst2, SIZE, &vec![0xEE; 4 * MIB as usize]);
+    send_apply(
+        &[&vg.lv("s6"), "--since", &vg.lv("s5")],
+        &dst2,
+        &state2,
+        &temp("thin-regrown.lvd"),
+    );
+    assert_same(&dst2, &mapper(&vg, "s6"), "thin shrunk, regrown s5 -> s6");
 }
 
 #[test]
