@@ -280,9 +280,9 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
                 tracing::info!(
                     source = name,
                     grown_bytes = size - base.size.0,
-                    "{name} grew by {} bytes since {since}: all of that part is sent (data or \
-                     zeroes), and the receiver journals and writes all of it, which fully \
-                     provisions a thin destination there",
+                    "{name} grew by {} bytes since {since}: all of that part is sent (data, or \
+                     zeroes where unmapped) and written at the destination (not journaled: it \
+                     is not part of the base), which provisions a thin destination LV there",
                     size - base.size.0
                 );
             }
