@@ -2,18 +2,26 @@
 
 use anyhow::Context;
 use clap::Args;
-use lvmsync::dm::{DeviceKind, ProbeReport, Target};
+use lvmsync::dm::{DeviceKind, ProbeReport};
 use lvmsync::stream::encode::rest_after;
 use lvmsync::stream::fingerprint::{content_fingerprint, fingerprint_keeping_leaves, LeafHashes};
 use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::record::Checkpoint;
-use lvmsync::stream::refine::{refine, UNIT};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
 use lvmsync::transport::{connect, ConnectOptions, Dest, SshOptions, TlsFiles};
 use lvmsync::units::Bytes;
 use lvmsync::{ChangeSet, Error, Extent, ExtentKind};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+
+mod grown;
+mod refining;
+
+use grown::{
+    external_origin, removed_as_data, with_grown_tail_as_data, with_grown_thin_tail,
+    with_holes_discarded,
+};
+use refining::{refinable, refine_changes, resume_hint, Refinable};
 
 /// Arguments of `lvmsync send`.
 #[derive(Debug, Args)]
@@ -147,15 +155,6 @@ struct Plan {
     leaves: LeafHashes,
     /// The older snapshot's device to refine the changes against (live `--since` sends).
     refine_base: Option<Refinable>,
-}
-
-/// The older snapshot of a live `--since` send, whose bytes the changes are refined against.
-struct Refinable {
-    /// Its device node (`/dev/mapper/<dm name>`): the older point in time (for classic
-    /// snapshots too: a snapshot device shows its origin as it was when it was taken).
-    device: PathBuf,
-    /// How the user named it (for the dry run's plan).
-    name: String,
 }
 
 /// Check `--block-size`.
@@ -348,92 +347,6 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     })
 }
 
-/// `mapped` plus `Removed` extents over every gap between `from` and `size`.
-fn with_holes_discarded(mapped: &ChangeSet, from: u64, size: u64) -> anyhow::Result<ChangeSet> {
-    let mut all = mapped.extents().to_vec();
-    let mut pos = from;
-    for e in mapped.extents() {
-        let end = e.offset.0 + e.length.0;
-        if end > pos {
-            all.push(Extent::new(
-                pos,
-                e.offset.0.saturating_sub(pos),
-                ExtentKind::Removed,
-            ));
-            pos = end;
-        }
-    }
-    all.push(Extent::new(
-        pos,
-        size.saturating_sub(pos),
-        ExtentKind::Removed,
-    ));
-    Ok(ChangeSet::from_extents(mapped.block_size(), all)?)
-}
-
-/// `changes` of a thin volume that grew from `base_size` to `size` since the older snapshot,
-/// with its grown part taken from `mapped`, what the newer snapshot maps there: the
-/// destination is grown too (`lvextend`) and holds whatever was on its disk there, so every
-/// byte of it must be written. Mapped blocks are sent as data (`added`: the older snapshot
-/// did not reach there) and the holes as discards (they read zeroes). The diff alone is not
-/// enough there: a block the older snapshot maps past its end (a volume shrunk without
-/// unmapping its tail) and the newer maps identically is in neither side of the diff, yet the
-/// newer reads its bytes. Below `base_size`, the diff.
-fn with_grown_thin_tail(
-    changes: &ChangeSet,
-    mapped: &ChangeSet,
-    base_size: u64,
-    size: u64,
-) -> anyhow::Result<ChangeSet> {
-    let grown = clip_to(&mapped.clipped(base_size)?, size)?;
-    let tail = with_holes_discarded(&grown, base_size, size)?;
-    let below = clip_to(changes, base_size)?;
-    Ok(ChangeSet::from_extents(
-        changes.block_size(),
-        below.extents().iter().chain(tail.extents()).copied(),
-    )?)
-}
-
-/// `changes` of a classic snapshot whose volume grew from `base_size` to `size`: the older
-/// snapshot's store covers only its own size, so the whole grown part is sent as data (the
-/// grown destination holds whatever was on its disk there).
-fn with_grown_tail_as_data(
-    changes: &ChangeSet,
-    base_size: u64,
-    size: u64,
-) -> anyhow::Result<ChangeSet> {
-    let tail = Extent::new(base_size, size - base_size, ExtentKind::Changed);
-    let below = clip_to(changes, base_size)?;
-    Ok(ChangeSet::from_extents(
-        changes.block_size(),
-        below.extents().iter().copied().chain([tail]),
-    )?)
-}
-
-/// Whether thin device `p` has an external origin (`thin <pool> <id> <origin>` in its
-/// table): its unmapped blocks read that origin's bytes, not zeroes.
-fn external_origin(p: &ProbeReport) -> bool {
-    p.table.iter().any(|l| {
-        matches!(
-            l.target,
-            Target::Thin {
-                external_origin: Some(_),
-                ..
-            }
-        )
-    })
-}
-
-/// `changes` with every `removed` extent sent as data: for a source whose unmapped blocks
-/// read an external origin's bytes, a discard (zeroes at the destination) would be wrong.
-fn removed_as_data(changes: &ChangeSet) -> anyhow::Result<ChangeSet> {
-    let kept = changes.extents().iter().map(|e| match e.kind {
-        ExtentKind::Removed => Extent::new(e.offset.0, e.length.0, ExtentKind::Changed),
-        _ => *e,
-    });
-    Ok(ChangeSet::from_extents(changes.block_size(), kept)?)
-}
-
 /// True when the source names an LVM/dm device (a name, or a block device) rather than an
 /// image file; a block device device-mapper does not know is sent as an image.
 fn is_live(args: &SendArgs) -> bool {
@@ -551,126 +464,6 @@ pub fn run(args: &SendArgs) -> anyhow::Result<()> {
         summary.totals.stream_bytes,
     );
     Ok(())
-}
-
-/// Why a `--since` send sends whole changed blocks instead of refining them.
-#[derive(Debug)]
-enum Whole {
-    /// The changes are listed in chunks of this size, no bigger than [`UNIT`] (classic
-    /// snapshots' default 4 KiB chunks): refining could drop only identical rewrites.
-    Fine(Bytes),
-    /// The older snapshot's device can't be opened.
-    Unreadable(std::io::Error),
-    /// The older snapshot is writable and `--refine` was not given.
-    Writable,
-}
-
-/// Whether to refine changes listed at `granularity` against the older snapshot `device`:
-/// only when that can pay and is safe. Changes listed in 4 KiB chunks already (classic
-/// snapshots' default) could lose only the chunks rewritten with identical bytes, at the price
-/// of reading all of them from the older snapshot, so they are sent as listed. Otherwise the
-/// device must be readable, and read-only, so its bytes are still those that were sent and
-/// that the destination holds; a writable one may have been written since (a journal replay
-/// by a read-only mount is enough), and refining against it could leave out bytes the
-/// destination needs. `forced` (`--refine`) refines whenever the device can be read.
-fn refine_choice(device: &Path, forced: bool, granularity: Bytes) -> Result<(), Whole> {
-    if !forced && granularity <= UNIT {
-        return Err(Whole::Fine(granularity));
-    }
-    File::open(device).map_err(Whole::Unreadable)?;
-    match forced || read_only(device) {
-        true => Ok(()),
-        false => Err(Whole::Writable),
-    }
-}
-
-/// The older snapshot to refine against ([`refine_choice`]); when there is none, one info
-/// line says why and how to refine. Nothing is activated here.
-fn refinable(device: PathBuf, name: String, forced: bool, granularity: Bytes) -> Option<Refinable> {
-    let why = match refine_choice(&device, forced, granularity) {
-        Ok(()) => return Some(Refinable { device, name }),
-        Err(why) => why,
-    };
-    match why {
-        Whole::Fine(g) => tracing::info!(
-            base = %device.display(),
-            "not refining: the changes are listed in {g}-byte chunks, no bigger than the 4 KiB \
-             refinement unit, so reading {name} could only drop chunks rewritten with identical \
-             bytes; sending them as listed (--refine: refine anyway)"
-        ),
-        Whole::Unreadable(e) => tracing::info!(
-            base = %device.display(),
-            "not refining: can't read {} ({e}); sending whole changed blocks. To send only \
-             the changed 4 KiB units, make it readable (a thin snapshot with the activation-skip \
-             flag: `lvchange -ay -K {name}`), or pass --no-refine to silence this",
-            device.display()
-        ),
-        Whole::Writable => tracing::info!(
-            base = %device.display(),
-            "not refining: {name} is writable, so its bytes may no longer be those the \
-             destination holds; sending whole changed blocks. To send only the changed 4 KiB \
-             units, keep sent snapshots read-only (`lvchange -pr {name}`), or pass --refine if \
-             it has not been written since it was sent"
-        ),
-    }
-    None
-}
-
-/// Whether the kernel marks block device `dev` read-only (`/sys/dev/block/<maj>:<min>/ro`),
-/// as LVM does for an LV with `r` permission; false when that can't be told.
-fn read_only(dev: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(dev) else {
-        return false;
-    };
-    let rdev = meta.rdev();
-    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-    std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/ro"))
-        .is_ok_and(|s| s.trim() == "1")
-}
-
-/// What to do when a resumed send's changes are not those of the interrupted send: name
-/// the flag that makes the other refinement choice (the usual cause), or the options that
-/// shape the changes.
-fn resume_hint(args: &SendArgs, refine_base: Option<&Refinable>) -> String {
-    match (&args.since, refine_base) {
-        (_, Some(b)) => format!(
-            "not resuming: this send refines the changes against {}; if the interrupted one \
-             sent whole changed blocks (with --no-refine, or {} was writable then), resume \
-             with --no-refine",
-            b.name, b.name
-        ),
-        (Some(since), None) => format!(
-            "not resuming: this send sends whole changed blocks; if the interrupted one \
-             refined them against {since} (it was read-only then, or with --refine), resume \
-             with --refine"
-        ),
-        (None, None) => {
-            "not resuming: it needs the interrupted send's source, --base and --block-size".into()
-        }
-    }
-}
-
-/// `changes` cut down to the 4 KiB units of `src` that differ from the older snapshot.
-fn refine_changes(changes: &ChangeSet, src: &Path, base: &Refinable) -> anyhow::Result<ChangeSet> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let r = refine(changes, src, &base.device, workers).with_context(|| {
-        format!(
-            "refining the changes against {} (pass --no-refine to send whole changed blocks \
-                 without reading it)",
-            base.device.display()
-        )
-    })?;
-    tracing::info!(
-        base = %base.device.display(),
-        compared_bytes = r.compared.0,
-        unchanged_bytes = r.unchanged.0,
-        "refined against {}: {} of {} changed bytes equal it in 4 KiB units and are not sent",
-        base.device.display(),
-        r.unchanged,
-        r.compared
-    );
-    Ok(r.changes)
 }
 
 fn print_plan(

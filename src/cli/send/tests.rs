@@ -2,6 +2,7 @@
 //! older snapshot's device (a regular file is never read-only in the kernel's sense:
 //! "writable"), and the grown part of a volume.
 
+use super::refining::{refine_choice, Whole};
 use super::*;
 
 fn base() -> (tempfile::TempDir, PathBuf) {
