@@ -5,7 +5,7 @@
 //! junk is not zero) and end at exactly the target, journal no old byte past the base's size
 //! (so the journal directory needs room for the base part only), and a killed apply must
 //! recover to exactly the base over the base's size. A full sync over such a destination
-//! still journals everything, and a resumed apply keeps the same cap.
+//! still journals everything, as do a `--force`d apply and a resumed one (span.rs says why).
 
 mod loop_support;
 mod stream_util;
@@ -196,7 +196,12 @@ fn full_sync_over_a_grown_destination_journals_everything() {
     let stream = std::fs::read(&full).unwrap();
     ok(&receive(&stream, &g.dest, &g.st, &[]));
     assert_eq!(file_hash(&g.dest), file_hash(&g.v1));
-    let mut entries = journal_entries(&g.st);
+    assert_journal_whole(&g.st);
+}
+
+/// Assert the journal in `st` holds every old byte of the grown destination, without a gap.
+fn assert_journal_whole(st: &Path) {
+    let mut entries = journal_entries(st);
     entries.sort();
     let mut pos = 0;
     for (o, l) in entries {
@@ -206,10 +211,34 @@ fn full_sync_over_a_grown_destination_journals_everything() {
     assert_eq!(pos, GROWN as u64);
 }
 
-/// A resumed apply journals up to the same cap: the stream is cut in the grown part, the
-/// continuation carries the rest of it, and none of its old bytes are journaled either.
+/// A `--force`d apply journals every old byte it overwrites, past the base's size too: its
+/// base was never checked, so those bytes may be a real state that recovery must restore.
 #[test]
-fn resumed_apply_keeps_the_cap() {
+fn forced_apply_journals_everything() {
+    let g = grown();
+    let stream = std::fs::read(&g.delta).unwrap();
+    ok(&receive(&stream, &g.dest, &g.st, &["--force"]));
+    assert_eq!(file_hash(&g.dest), file_hash(&g.v1));
+    // The grown part is touched in full (data and zero records over junk): all journaled.
+    let mut past: Vec<_> = journal_entries(&g.st)
+        .into_iter()
+        .filter(|(o, _)| *o >= BASE as u64)
+        .collect();
+    past.sort();
+    let mut pos = BASE as u64;
+    for (o, l) in past {
+        assert_eq!(o, pos, "a gap in the journal past the base's size");
+        pos = o + l;
+    }
+    assert_eq!(pos, GROWN as u64);
+}
+
+/// A resumed apply journals every old byte it overwrites (it can't tell whether the
+/// interrupted apply was capped, and journaling more is always safe): the stream is cut in
+/// the grown part; the interrupted part stays capped, the continuation journals the junk it
+/// overwrites, and the result is the target.
+#[test]
+fn resumed_apply_journals_its_whole_rest() {
     let g = grown();
     let stream = send_checkpointed(&g.v0, &g.v1, None);
     let o = receive(
@@ -234,7 +263,19 @@ fn resumed_apply_keeps_the_cap() {
     let rest = send_checkpointed(&g.v0, &g.v1, Some(&token));
     ok(&receive(&rest, &g.dest, &g.st, &["--resume"]));
     assert_eq!(file_hash(&g.dest), file_hash(&g.v1));
-    assert_journal_capped(&g.st);
+    let entries = journal_entries(&g.st);
+    let before: Vec<_> = entries
+        .iter()
+        .filter(|(o, l)| o + l > BASE as u64 && *o < cp.resume_offset)
+        .collect();
+    assert!(
+        before.is_empty(),
+        "journaled past the base's size: {before:?}"
+    );
+    assert!(
+        entries.iter().any(|(o, _)| *o >= cp.resume_offset),
+        "the continuation journals what it overwrites: {entries:?}"
+    );
 }
 
 /// `kill -9` the apply at a few points spread over it: after `recover` the destination's first

@@ -204,7 +204,12 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         }
         return Ok(report);
     }
-    let span = UndoSpan::new(&h, size_before);
+    // Capped at the base's size only when the base is checked and no older state may be
+    // restored through this journal (span.rs).
+    let span = match opts.force || opts.snapback.is_some() {
+        true => UndoSpan::whole(size_before),
+        false => UndoSpan::capped(&h, size_before),
+    };
     if !opts.unsafe_no_journal && !resume {
         check_journal_space(&h, span, &paths)?;
     }

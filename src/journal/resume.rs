@@ -124,7 +124,7 @@ pub fn prepare(
         journal_len,
         entries,
         checkpoint,
-        UndoSpan::new(h, head.size_before),
+        UndoSpan::whole(head.size_before),
         scan.seed(),
     )?;
     Ok((journal, checkpoint))

@@ -3,9 +3,15 @@
 //! Rolling back restores the state the delta applies to. An incremental stream's base state
 //! is the first `base_size` bytes (its fingerprint is taken over exactly those), so bytes past
 //! them — a volume grown with `lvextend` before the receive holds junk there — are not part of
-//! it and are not journaled: recovery restores the base's bytes, and bytes past the base's
-//! size keep whatever the interrupted apply wrote. Full syncs (no base), and streams of older
-//! versions (which record no base size), journal everything up to the destination's old size.
+//! it and need not be journaled: recovery restores the base's bytes, and bytes past the base's
+//! size keep whatever the interrupted apply wrote. That holds only when the destination was
+//! checked to hold that base and nothing older is to be restored, so everything up to the
+//! destination's old size is journaled ([`UndoSpan::whole`]) for full syncs (no base), streams
+//! of older versions (which record no base size), a `--force`d apply (the destination's
+//! state past `base_size` was never checked: it may be a real, larger state), a `--snapback`
+//! apply (an older image of the chain may restore a larger state through this one: a volume
+//! shrunk then grown again) and a resumed apply (journaling more than the interrupted apply
+//! did is always safe, less never is).
 
 use crate::stream::Header;
 
@@ -21,9 +27,19 @@ pub struct UndoSpan {
 }
 
 impl UndoSpan {
-    /// The span of an apply of the stream `h` to a destination of `size_before` bytes (its
-    /// size before the apply, as recorded in the journal head).
-    pub fn new(h: &Header, size_before: u64) -> UndoSpan {
+    /// Every old byte up to `size_before`, the destination's size before the apply (as
+    /// recorded in the journal head).
+    pub fn whole(size_before: u64) -> UndoSpan {
+        UndoSpan {
+            end: size_before,
+            size_before,
+        }
+    }
+
+    /// The span of an apply of the stream `h`, whose base the destination was checked to
+    /// hold, to a destination of `size_before` bytes, keeping no snapback image: capped at
+    /// an incremental stream's base size (see the module doc for when not to use this).
+    pub fn capped(h: &Header, size_before: u64) -> UndoSpan {
         let end = match h.base_size.0 {
             base if !h.is_full() && base > 0 => size_before.min(base),
             _ => size_before,
@@ -65,7 +81,7 @@ mod tests {
 
     #[test]
     fn incremental_stream_is_capped_at_the_base_size() {
-        let s = UndoSpan::new(&header(100, false), 300);
+        let s = UndoSpan::capped(&header(100, false), 300);
         assert_eq!(
             s,
             UndoSpan {
@@ -74,15 +90,15 @@ mod tests {
             }
         );
         // A destination smaller than the base: its own size.
-        assert_eq!(UndoSpan::new(&header(100, false), 60).end, 60);
+        assert_eq!(UndoSpan::capped(&header(100, false), 60).end, 60);
     }
 
     #[test]
     fn full_and_older_streams_are_not_capped() {
-        assert_eq!(UndoSpan::new(&header(0, true), 300).end, 300);
-        assert_eq!(UndoSpan::new(&header(100, true), 300).end, 300);
+        assert_eq!(UndoSpan::capped(&header(0, true), 300).end, 300);
+        assert_eq!(UndoSpan::capped(&header(100, true), 300).end, 300);
         // An older stream version decodes base_size 0.
-        assert_eq!(UndoSpan::new(&header(0, false), 300).end, 300);
+        assert_eq!(UndoSpan::capped(&header(0, false), 300).end, 300);
     }
 
     #[test]
