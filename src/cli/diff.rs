@@ -48,6 +48,8 @@ pub struct DiffArgs {
     #[arg(value_name = "NEW|SNAPSHOT")]
     pub target: Option<PathBuf>,
     /// Live mode: the older snapshot of the same origin/pool to diff `SNAPSHOT` against.
+    /// This is the metadata's diff as it is: for a volume that grew or shrank between the
+    /// two, `send --since` also sends the grown part and leaves out mappings past the end.
     #[arg(long, value_name = "OLDER", requires = "target", conflicts_with_all = ["base", "thin_metadata", "cow_store"])]
     pub since: Option<String>,
     /// Live thin mode: release a pool metadata snapshot an interrupted run left held.
