@@ -3,32 +3,15 @@
 //! untouched. Needs root to mount the tmpfs (CI and the dev machines run as root).
 
 mod stream_util;
-use std::process::Command;
 use stream_util::*;
-
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn journal_that_does_not_fit_is_refused_before_writing() {
     let d = tmp();
     let small = at(&d, "small");
-    std::fs::create_dir(&small).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+    let Some(_guard) = small_tmpfs(&small, "1m") else {
         return;
-    }
-    let _guard = Tmpfs(small.clone());
+    };
     let mut old = vec![0u8; 4 << 20];
     Rng(11).fill(&mut old);
     let dest = at(&d, "dest.img");

@@ -285,3 +285,28 @@ pub fn send_checkpointed(v0: &Path, v1: &Path, resume: Option<&str>) -> Vec<u8> 
     ok(&out);
     out.stdout
 }
+
+/// A tmpfs of `size` (e.g. "1m") mounted on `dir` (created), unmounted when dropped; `None`
+/// (after a SKIP line) where no tmpfs can be mounted (not root).
+pub fn small_tmpfs(dir: &Path, size: &str) -> Option<Tmpfs> {
+    std::fs::create_dir(dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+        return None;
+    }
+    Some(Tmpfs(dir.to_path_buf()))
+}
+
+/// A mounted tmpfs, unmounted when dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
