@@ -8,7 +8,7 @@
 //! origin's), and kept past the base's end (a grown destination).
 
 use lvmsync::journal::resume::resume_point;
-use lvmsync::journal::{apply_stream, ApplyOptions, DestPaths};
+use lvmsync::journal::{apply_stream, ApplyOptions, ApplyReport, DestPaths};
 use lvmsync::stream::fingerprint::content_fingerprint;
 use lvmsync::stream::refine::refine;
 use lvmsync::stream::{send_changes, EncodeOptions, Header, Item, StreamReader};
@@ -95,6 +95,18 @@ impl Pair {
         std::fs::copy(&self.old, &d).unwrap();
         d
     }
+
+    /// Apply `stream` to `dest` through the journaled receiver (state under this pair's dir).
+    fn apply(&self, stream: &[u8], dest: &Path) -> ApplyReport {
+        apply_stream(
+            stream,
+            "t",
+            dest,
+            &apply_opts(&self.path("st")),
+            &mut |_, _| {},
+        )
+        .unwrap()
+    }
 }
 
 fn items(stream: &[u8]) -> Vec<Item> {
@@ -162,14 +174,7 @@ fn one_changed_unit_is_one_record_and_the_apply_is_exact() {
     assert_eq!(whole.data_bytes, 2 * K64);
 
     let dest = pair.dest();
-    let report = apply_stream(
-        &stream[..],
-        "t",
-        &dest,
-        &apply_opts(&pair.path("st")),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let report = pair.apply(&stream, &dest);
     assert_eq!(report.data_bytes, 4096);
     assert_eq!(std::fs::read(&dest).unwrap(), new);
 }
@@ -303,14 +308,7 @@ fn added_blocks_over_an_external_origin_keep_the_units_that_differ_from_it() {
         ]
     );
     let dest = pair.dest();
-    apply_stream(
-        &stream[..],
-        "t",
-        &dest,
-        &apply_opts(&pair.path("st")),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    pair.apply(&stream, &dest);
     assert_eq!(std::fs::read(&dest).unwrap(), new);
 }
 
@@ -332,13 +330,6 @@ fn added_zero_units_past_the_bases_end_are_sent() {
     let mut stale = old.clone();
     stale.extend(noise(7, SIZE as usize / 2)); // what the grown LV held there
     std::fs::write(&dest, &stale).unwrap();
-    apply_stream(
-        &stream[..],
-        "t",
-        &dest,
-        &apply_opts(&pair.path("st")),
-        &mut |_, _| {},
-    )
-    .unwrap();
+    pair.apply(&stream, &dest);
     assert_eq!(std::fs::read(&dest).unwrap(), new);
 }
