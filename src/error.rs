@@ -92,6 +92,40 @@ pub enum Error {
         /// What went wrong, and the fix where one is known.
         detail: String,
     },
+
+    /// A failure at a remote `endpoint` (a receiver's verdict, a remote lvmsync's exit
+    /// status), kept in that side's class so this side exits with the code it had there.
+    /// The remote text is quoted as it was, with nothing put in front of it (a remote
+    /// usage error already says "invalid argument").
+    #[error("{endpoint}: {detail}")]
+    Remote {
+        /// The remote side's class.
+        class: ErrorClass,
+        /// The destination as the user named it.
+        endpoint: String,
+        /// What the remote side said, quoted.
+        detail: String,
+    },
+
+    /// A bug: an internal thread panicked. The operation's own failure, when it had one
+    /// besides, decides the class (a corrupt stream stays exit 5); without one the class is
+    /// [`ErrorClass::Internal`].
+    #[error("{}", panicked_text(what, during.as_deref()))]
+    Panicked {
+        /// What panicked, naming the file or device it worked on.
+        what: String,
+        /// The operation's own failure, not caused by the panic, if there was one.
+        during: Option<Box<Error>>,
+    },
+}
+
+/// [`Error::Panicked`]'s text: the operation's own failure first, when there is one.
+fn panicked_text(what: &str, during: Option<&Error>) -> String {
+    const BUG: &str = "a bug in lvmsync, please report it";
+    match during {
+        Some(e) => format!("{e} (and {what} panicked: {BUG})"),
+        None => format!("{what} panicked: {BUG}"),
+    }
 }
 
 /// Shorthand for results carrying [`Error`].
@@ -122,36 +156,20 @@ impl Error {
             Error::Transport { .. } => ErrorClass::Transport,
             Error::BaseMismatch { .. } => ErrorClass::BaseMismatch,
             Error::Io { .. } | Error::Device { .. } => ErrorClass::Other,
+            Error::Remote { class, .. } => *class,
+            Error::Panicked { during, .. } => {
+                during.as_ref().map_or(ErrorClass::Internal, |e| e.class())
+            }
         }
     }
 
     /// An error of `class` that happened at a remote `endpoint` (a receiver's verdict, a remote
     /// lvmsync's exit status), so the sender's exit code is the one the receiver had.
     pub fn remote(class: ErrorClass, endpoint: &str, detail: String) -> Self {
-        let endpoint = endpoint.to_string();
-        match class {
-            ErrorClass::Usage => Error::InvalidArgument(format!("{endpoint}: {detail}")),
-            ErrorClass::Source => Error::Unusable {
-                source_name: endpoint,
-                reason: detail,
-            },
-            ErrorClass::Destination => Error::Destination {
-                dest: endpoint,
-                detail,
-            },
-            ErrorClass::Integrity => Error::Integrity {
-                stream: endpoint,
-                detail,
-            },
-            ErrorClass::Transport => Error::Transport { endpoint, detail },
-            ErrorClass::BaseMismatch => Error::BaseMismatch {
-                dest: endpoint,
-                detail,
-            },
-            ErrorClass::Other => Error::Io {
-                path: endpoint.into(),
-                source: std::io::Error::other(detail),
-            },
+        Error::Remote {
+            class,
+            endpoint: endpoint.to_string(),
+            detail,
         }
     }
 }
@@ -176,6 +194,8 @@ pub enum ErrorClass {
     Transport = 6,
     /// The destination does not hold the delta's base state.
     BaseMismatch = 7,
+    /// A bug in lvmsync (an internal thread panicked) with no other failure to report.
+    Internal = 8,
 }
 
 impl ErrorClass {
@@ -190,6 +210,7 @@ impl ErrorClass {
             Integrity,
             Transport,
             BaseMismatch,
+            Internal,
         ]
         .into_iter()
         .find(|c| *c as u8 == code)

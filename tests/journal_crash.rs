@@ -293,15 +293,12 @@ fn kill_9_during_recovery_leaves_base_or_committed_target() {
 }
 
 /// Assert the apply in `o` failed with an error naming the journaling thread's panic (and
-/// `cause`, the apply's own failure) instead of dying of the panic (exit 101).
-fn assert_panic_reported(o: &std::process::Output, cause: &str) {
+/// `cause`, the apply's own failure) instead of dying of the panic (exit 101), with exit
+/// code `code`: that of the apply's own failure, or 8 (internal error) without one.
+fn assert_panic_reported(o: &std::process::Output, cause: &str, code: i32) {
     let err = String::from_utf8_lossy(&o.stderr);
-    let code = o.status.code();
-    assert!(
-        code.is_some_and(|c| c != 0 && c != 101),
-        "exit {code:?}: {err}"
-    );
-    for want in ["journaling thread panicked", cause] {
+    assert_eq!(o.status.code(), Some(code), "{err}");
+    for want in ["journaling thread panicked", "a bug in lvmsync", cause] {
         assert!(err.contains(want), "no {want:?} in: {err}");
     }
 }
@@ -334,7 +331,8 @@ fn journaling_thread_panic_after_failed_verification_is_an_error() {
         .arg(&st)
         .output()
         .unwrap();
-    assert_panic_reported(&o, "checksum");
+    // A corrupt stream: exit 5, as without the panic.
+    assert_panic_reported(&o, "checksum", 5);
     assert_eq!(file_hash(&dest), file_hash(&v0), "the destination changed");
     let journal = std::fs::read_dir(&st).unwrap().any(|e| {
         e.unwrap()
@@ -369,6 +367,44 @@ fn journaling_thread_panic_after_failed_grow_is_an_error() {
         .arg(&st)
         .output()
         .unwrap();
-    assert_panic_reported(&o, "can't be resized");
+    // A destination that can't take the stream: exit 4, as without the panic.
+    assert_panic_reported(&o, "can't be resized", 4);
     assert_eq!(lo.hash(), before, "the device changed");
+}
+
+/// A journaling thread that panics in an apply that would have succeeded: nothing else
+/// failed, so the exit code is 8 (internal error, a bug) and not the class of what the panic
+/// made fail after it (the writer finding journaling stopped); the destination is unchanged.
+#[test]
+fn journaling_thread_panic_alone_is_an_internal_error() {
+    let d = tmp();
+    let (v0, v1) = base_and_target(&d, SIZE, 5151, 77, 40);
+    let (dest, st, full, delta) = (
+        at(&d, "dest.img"),
+        at(&d, "st"),
+        at(&d, "full.lvd"),
+        at(&d, "d01.lvd"),
+    );
+    send_delta(None, &v0, &full);
+    ok(&apply(&full, &dest, &st, &[]));
+    send_delta(Some(&v0), &v1, &delta);
+    for slow in ["0", "20"] {
+        let o = bin()
+            // Slow journaling: the writer waits for it, and finds it stopped by the panic.
+            .env("LVMSYNC_TEST_SLOW_MS", slow)
+            .env("LVMSYNC_TEST_JOURNALING_PANICS", "1")
+            .args(["apply", "--progress", "none"])
+            .arg(&delta)
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(&st)
+            .output()
+            .unwrap();
+        assert_panic_reported(&o, "", 8);
+        assert_eq!(
+            file_hash(&dest),
+            file_hash(&v0),
+            "slow {slow}: the destination changed"
+        );
+    }
 }

@@ -228,3 +228,45 @@ fn ssh_busy_destination_exits_like_a_local_receive() {
         refused_over_ssh(case);
     }
 }
+
+/// A remote usage error (exit 2) is quoted as the remote said it: its stderr line says
+/// "invalid argument" once, not once for this side and again in the remote's words. The far
+/// side is the real binary, run by a wrapper as `lvmsync verify <path> -` (a real usage error:
+/// "verify needs a destination to read") in place of `lvmsync receive <path>`.
+#[test]
+fn ssh_remote_usage_error_says_invalid_argument_once() {
+    let Some(sshd) = ssh_support::start_sshd() else {
+        return;
+    };
+    let case = too_small();
+    let wrapper = at(&case.dir, "usage-lvmsync");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor last; do :; done\nexec '{}' verify \"$last\" -\n",
+            env!("CARGO_BIN_EXE_lvmsync")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let url = sshd.url(&case.dest);
+    let out = send(&case, &url, &sshd.cli_args(&wrapper, &[]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("lvmsync: error: "))
+        .unwrap_or_else(|| panic!("no error line in: {err}"));
+    assert_eq!(
+        line,
+        format!(
+            "lvmsync: error: {url}: the remote lvmsync exited with status 2: invalid argument: \
+             verify needs a destination to read, not `-`"
+        ),
+        "{err}"
+    );
+}

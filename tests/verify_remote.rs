@@ -5,6 +5,7 @@
 //! makes the destination byte-equal, and a second verify finds 0 ranges. Refusals (unknown
 //! name, no client certificate, a missing remote device) are clear errors with their exit code.
 
+mod loop_support;
 mod ssh_support;
 mod stream_util;
 mod transport_support;
@@ -199,4 +200,135 @@ fn refusals_are_transport_errors_and_touch_nothing() {
         assert!(o.stdout.is_empty(), "nothing listed when refused");
     }
     assert_eq!(file_hash(&dest), before);
+}
+
+/// A source, and a destination that holds its first MiB only (a too-small copy).
+fn short_pair(d: &tempfile::TempDir) -> (PathBuf, PathBuf) {
+    let img = make_image(3 << 20, 77);
+    let (src, dest) = (at(d, "src.img"), at(d, "short.img"));
+    write(&src, &img);
+    write(&dest, &img[..1 << 20]);
+    (src, dest)
+}
+
+/// A repair the far side refuses exits with the code its apply failed with there (as a
+/// refused `send` does: docs/transport.md), says why once, and leaves the copy as it was.
+fn assert_refused_repair(
+    src: &Path,
+    dest: &Path,
+    url: &str,
+    extra: &[String],
+    why: &str,
+    want: i32,
+) {
+    let before = file_hash(dest);
+    let mut args = extra.to_vec();
+    args.push("--repair".into());
+    let o = verify(src, url, &args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), Some(want), "{url}: {err}");
+    assert_eq!(err.matches(why).count(), 1, "{url}: {err}");
+    assert_eq!(file_hash(dest), before, "{url}: the refused repair wrote");
+}
+
+/// Over tcp://, tls:// and quic://: a destination too small for the source (the receiver has
+/// no --grow) refuses the repair, exit 4; a receiver whose --state-dir can't be made (under a
+/// regular file) fails the apply with an I/O error, exit 1. Both were exit 6 (transport).
+#[test]
+fn network_repair_refusals_exit_with_the_receivers_code() {
+    let pki = Pki::new();
+    for scheme in ["tcp", "tls", "quic"] {
+        let d = tmp();
+        let (src, dest) = short_pair(&d);
+        let extra = if scheme == "tcp" {
+            Vec::new()
+        } else {
+            client_args(&pki, "client")
+        };
+        let rx = listen(scheme, &dest, &at(&d, "st"), &pki);
+        let url = format!("{scheme}://{}/copy", rx.addr);
+        assert_refused_repair(&src, &dest, &url, &extra, "is 1048576 bytes", 4);
+        drop(rx);
+        let file = at(&d, "a-file");
+        write(&file, b"not a directory");
+        let rx = listen(scheme, &dest, &file.join("st"), &pki);
+        let url = format!("{scheme}://{}/copy", rx.addr);
+        assert_refused_repair(&src, &dest, &url, &extra, "Not a directory", 1);
+    }
+}
+
+/// The same over ssh://, where the far side's `verify --serve-hashes` exited 4 for any failed
+/// repair: now with its apply's own code (1 for the unusable state directory).
+#[test]
+fn ssh_repair_refusals_exit_with_the_remote_code() {
+    let Some(sshd) = ssh_support::start_sshd() else {
+        return;
+    };
+    let d = tmp();
+    let (src, dest) = short_pair(&d);
+    let lvmsync = PathBuf::from(env!("CARGO_BIN_EXE_lvmsync"));
+    let st = format!("--state-dir={}", at(&d, "st").display());
+    let extra = sshd.cli_args(&lvmsync, &[&st]);
+    assert_refused_repair(&src, &dest, &sshd.url(&dest), &extra, "is 1048576 bytes", 4);
+    let file = at(&d, "a-file");
+    write(&file, b"not a directory");
+    let st = format!("--state-dir={}", file.join("st").display());
+    let extra = sshd.cli_args(&lvmsync, &[&st]);
+    assert_refused_repair(&src, &dest, &sshd.url(&dest), &extra, "Not a directory", 1);
+}
+
+/// A busy destination (a loop device another program holds open exclusively, as a mount or
+/// LVM does) refuses the repair: exit 4, as a local `verify --repair` and a refused `send`.
+/// Without --repair it is only read, and listed. Needs root and loop devices.
+#[test]
+fn busy_remote_destination_refuses_the_repair_with_exit_4() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(lo) = loop_support::LoopDevice::new(4) else {
+        return;
+    };
+    let _holder = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_EXCL)
+        .open(&lo.path)
+        .unwrap();
+    let pki = Pki::new();
+    let d = tmp();
+    let src = at(&d, "src.img");
+    write(&src, &make_image(4 << 20, 78));
+    let rx = listen("tcp", &lo.path, &at(&d, "st"), &pki);
+    let url = format!("tcp://{}/copy", rx.addr);
+    let listed = verify(&src, &url, &[]);
+    assert_eq!(
+        code(&listed),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&listed.stderr).contains("run `lvmsync verify --repair`"));
+    assert_refused_repair(&src, &lo.path, &url, &[], "is mounted or in use", 4);
+}
+
+/// A remote destination that does not exist: the far side can't answer about it, exit 4 (the
+/// destination class), without --repair as with it, over tcp:// as over ssh:// above.
+#[test]
+fn missing_network_destination_exits_4() {
+    let pki = Pki::new();
+    let d = tmp();
+    let src = at(&d, "src.img");
+    write(&src, &make_image(1 << 20, 79));
+    let missing = at(&d, "nope.img");
+    let rx = listen("tcp", &missing, &at(&d, "st"), &pki);
+    let url = format!("tcp://{}/copy", rx.addr);
+    for extra in [vec![], vec!["--repair".to_string()]] {
+        let o = verify(&src, &url, &extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), Some(4), "{extra:?}: {err}");
+        assert_eq!(
+            err.matches("nope.img: No such file").count(),
+            1,
+            "{extra:?}: {err}"
+        );
+        assert!(!missing.exists(), "nothing created");
+    }
 }

@@ -12,6 +12,7 @@
 use super::tree::{HashTree, TreePeer, MAX_NODES_PER_ASK};
 use crate::error::{Error, Result};
 use crate::transport::frame::fill_or_eof;
+use crate::transport::verdict::{class_frame, read_class, Failure};
 use crate::units::Bytes;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -32,10 +33,16 @@ const FAILED: u8 = b'e';
 pub const MAX_MESSAGE: usize = 4 << 20;
 
 fn send(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
-    let mut m = Vec::with_capacity(5 + payload.len());
+    send_then(w, tag, payload, &[])
+}
+
+/// Send one message and `then` (already encoded) in the same write.
+fn send_then(w: &mut impl Write, tag: u8, payload: &[u8], then: &[u8]) -> io::Result<()> {
+    let mut m = Vec::with_capacity(5 + payload.len() + then.len());
     m.push(tag);
     m.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     m.extend_from_slice(payload);
+    m.extend_from_slice(then);
     w.write_all(&m)?;
     w.flush()
 }
@@ -75,13 +82,15 @@ pub enum Served {
 ///
 /// `repair` is called with the channel positioned at the start of a delta stream when the
 /// client asks for a repair; it applies the stream (journaled) and returns a summary line or
-/// the error text, which is sent back. Any failure is also sent to the client before it is
-/// returned.
+/// its error, whose text and class are sent back (the class in a `Class` frame after the
+/// reply, as a receiver's verdict carries it), so the client exits with the code the apply
+/// had here. That error is also what `serve` returns. Any other failure is sent to the client
+/// before it is returned.
 pub fn serve<C: Read + Write + Send>(
     mut ch: C,
     peer: &str,
     device: &Path,
-    repair: &mut dyn FnMut(&mut (dyn Read + Send)) -> std::result::Result<String, String>,
+    repair: &mut dyn FnMut(&mut (dyn Read + Send)) -> Result<String>,
 ) -> Result<Served> {
     let lost = |e: io::Error| Error::Transport {
         endpoint: peer.to_string(),
@@ -115,18 +124,16 @@ pub fn serve<C: Read + Write + Send>(
             }
             (REPAIR, 0) => {
                 let outcome = repair(&mut ch);
-                let reply = match &outcome {
-                    Ok(_) => vec![0],
-                    Err(msg) => [&[1u8][..], msg.as_bytes()].concat(),
+                let (reply, class) = match &outcome {
+                    Ok(_) => (vec![0], Vec::new()),
+                    Err(e) => {
+                        let failure = Failure::new(e.class(), e.to_string());
+                        let reply = [&[1u8][..], failure.text.as_bytes()].concat();
+                        (reply, class_frame(&failure))
+                    }
                 };
-                send(&mut ch, REPAIR_REPLY, &reply).map_err(lost)?;
-                return match outcome {
-                    Ok(summary) => Ok(Served::Repaired(summary)),
-                    Err(msg) => Err(Error::Destination {
-                        dest: device.display().to_string(),
-                        detail: format!("repair from {peer} failed: {msg}"),
-                    }),
-                };
+                send_then(&mut ch, REPAIR_REPLY, &reply, &class).map_err(lost)?;
+                return outcome.map(Served::Repaired);
             }
             (QUIT, 0) => return Ok(Served::Quit),
             (tag, n) => Err(Error::InvalidArgument(format!(
@@ -239,18 +246,20 @@ impl<C: Read + Write> HashClient<C> {
         &mut self.ch
     }
 
-    /// The server's verdict on the repair; `Err` carries its apply's error text.
+    /// The server's verdict on the repair. `Err` carries its apply's error text in that
+    /// error's class (the `Class` frame after the reply), so a refused repair exits as a
+    /// refused send does; a transport error from an older server that sends no class.
     pub fn repaired(&mut self) -> Result<()> {
         let p = self.reply(REPAIR_REPLY)?;
         match p.split_first() {
             Some((0, [])) => Ok(()),
-            Some((1, msg)) => Err(Error::Transport {
-                endpoint: self.endpoint.clone(),
-                detail: format!(
-                    "the receiver failed to apply the repair: {}",
-                    String::from_utf8_lossy(msg)
-                ),
-            }),
+            Some((1, msg)) => {
+                let failure = Failure {
+                    class: read_class(&mut self.ch),
+                    text: String::from_utf8_lossy(msg).into_owned(),
+                };
+                Err(failure.into_error(&self.endpoint))
+            }
             _ => Err(self.lost(io::ErrorKind::InvalidData.into())),
         }
     }
@@ -297,7 +306,7 @@ mod tests {
         let device = device.to_path_buf();
         let server = std::thread::spawn(move || {
             serve(theirs, "test peer", &device, &mut |_| {
-                Err("no repairs".into())
+                Err(Error::InvalidArgument("no repairs".into()))
             })
         });
         (ours, server)

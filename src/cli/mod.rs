@@ -99,7 +99,7 @@ pub fn main() -> ExitCode {
 /// line already holds: the library's I/O errors print their OS error themselves ("dev:
 /// No such file or directory") and also carry it as their source, which `{:#}` would
 /// print a second time.
-fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

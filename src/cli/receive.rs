@@ -235,7 +235,7 @@ fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
             let verdict = result
                 .as_ref()
                 .map(|_| ())
-                .map_err(|e| Failure::new(super::exit::class_of(e), format!("{e:#}")));
+                .map_err(|e| Failure::new(super::exit::class_of(e), super::one_line(e)));
             if let Err(e) = session.acks.finish(verdict) {
                 tracing::warn!("{name}: {e}");
             }
@@ -243,7 +243,7 @@ fn serve(args: &ReceiveArgs, url: &str) -> anyhow::Result<()> {
         };
         match result {
             Err(e) if args.once => return Err(e),
-            Err(e) => tracing::error!("{name}: {e:#}"),
+            Err(e) => tracing::error!("{name}: {}", super::one_line(&e)),
             Ok(()) if args.once => return Ok(()),
             Ok(()) => {}
         }

@@ -21,7 +21,7 @@ use lvmsync::stream::progress::{Progress, ProgressMode};
 use lvmsync::stream::{send_changes, EncodeOptions, Fingerprint, Header};
 use lvmsync::transport::{open_channel, Channel, Dest, Session};
 use lvmsync::units::Bytes;
-use lvmsync::{ChangeSet, Error};
+use lvmsync::{ChangeSet, Error, ErrorClass};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -169,8 +169,12 @@ fn verify_remote(args: &VerifyArgs, source: &Path, dest: &Dest) -> anyhow::Resul
     let endpoint = ch.endpoint().to_string();
     match exchange(args, source, size, &mut *ch, &endpoint) {
         Ok(()) => Ok(ch.close()?),
-        // Differences without --repair, or the server's own words about its device.
-        Err(e) if matches!(e.downcast_ref(), Some(Error::Destination { .. })) => {
+        // Differences without --repair, the server's own words about its device, or its
+        // classified verdict on a repair.
+        Err(e)
+            if matches!(e.downcast_ref(), Some(Error::Destination { .. }))
+                || matches!(e.downcast_ref(), Some(Error::Remote { class, .. }) if *class != ErrorClass::Transport) =>
+        {
             let _ = ch.close();
             Err(e)
         }
@@ -257,8 +261,18 @@ fn exchange(
         endpoint,
         EncodeOptions::default(),
         &mut |d, t| progress.update(d, t),
-    )?;
+    );
     progress.finish();
+    let sent = match sent {
+        Ok(sent) => sent,
+        // A write to the channel failed: the far side gave up on the repair (a busy or too
+        // small destination refuses it at once) and closed; its reply says why, in its class.
+        Err(e @ Error::Io { .. }) if matches!(&e, Error::Io { path, .. } if path == Path::new(endpoint)) =>
+        {
+            return Err(client.repaired().err().unwrap_or(e).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     sent.0.end_writes().map_err(|e| Error::Transport {
         endpoint: endpoint.to_string(),
         detail: format!("ending the repair stream: {e}"),
@@ -375,7 +389,6 @@ fn answer_on(
                     r.header.target
                 )
             })
-            .map_err(|e| e.to_string())
     };
     match serve(ch, peer, device, &mut repair)? {
         Served::Quit => tracing::info!(

@@ -286,7 +286,7 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
                 if journaling.is_some() {
                     let (cov, all) = ahead.covered();
                     covered = cov;
-                    if ahead.stopped() {
+                    if ahead.stopped_under_us() {
                         // The journaling thread failed while the stream was being verified:
                         // its error (from the join) comes before the destination is written.
                         return Err(journaling_stopped(&paths.journal));
@@ -437,8 +437,11 @@ fn roll_back_after(
 /// Join the journaling thread once the work it served ended with `outcome`, stopping it
 /// first if that failed (or it would journal on for an apply that is over). Its own error
 /// comes first: a failed journal is why the writer, waiting for it, stopped. A panic in it
-/// becomes an error naming the journal (the apply then rolls back or reports, as for any
-/// journal failure) and `outcome`'s error, instead of a second panic.
+/// becomes an [`Error::Panicked`] naming the journal (the apply then rolls back or reports,
+/// as for any journal failure) instead of a second panic. It carries `outcome`'s error when
+/// that is the apply's own (a corrupt stream, a device that can't be grown), whose class it
+/// then has; one that only followed from the thread's stop is left out, and the class is
+/// [`lvmsync::ErrorClass::Internal`](crate::ErrorClass::Internal) (exit 8).
 fn join_journaling<'j>(
     t: std::thread::ScopedJoinHandle<'_, (Result<()>, &'j mut UndoJournal)>,
     ahead: &Ahead,
@@ -450,18 +453,13 @@ fn join_journaling<'j>(
     }
     match t.join() {
         Ok((r, jj)) => r.and(outcome).map(|()| jj),
-        Err(_) => {
-            let also = outcome
+        Err(_) => Err(Error::Panicked {
+            what: format!("{}: the journaling thread", journal.display()),
+            during: outcome
                 .err()
-                .map(|e| format!(" (the apply failed too: {e})"));
-            Err(Error::io(
-                journal,
-                std::io::Error::other(format!(
-                    "the journaling thread panicked{}",
-                    also.unwrap_or_default()
-                )),
-            ))
-        }
+                .filter(|_| !ahead.waited_in_vain())
+                .map(Box::new),
+        }),
     }
 }
 

@@ -106,6 +106,9 @@ struct AheadState {
     /// Queued journal syncs, oldest first: (end, ticket): once `ticket` is durable, every
     /// covered byte before `end` is durable in the journal.
     marks: VecDeque<(u64, u64)>,
+    /// A wait for the journaling thread failed because it had stopped on its own: the
+    /// apply's failure is then only that consequence, not a failure of its own.
+    waited_in_vain: bool,
 }
 
 /// Shared by the verifying pass, the journaling thread and the applying pass's writer.
@@ -122,6 +125,7 @@ impl Default for Ahead {
                 full: false,
                 phase: Phase::Verifying,
                 marks: VecDeque::new(),
+                waited_in_vain: false,
             }),
             cv: Condvar::new(),
         }
@@ -139,9 +143,18 @@ impl Ahead {
         self.cv.notify_all();
     }
 
-    /// Whether the journaling thread was stopped (by its own failure or a caller's).
-    pub(super) fn stopped(&self) -> bool {
-        self.state().phase == Phase::Stopped
+    /// After a verification that passed: whether the journaling thread stopped on its own
+    /// meanwhile, which the caller then fails for (remembered, see [`Self::waited_in_vain`]).
+    pub(super) fn stopped_under_us(&self) -> bool {
+        let mut st = self.state();
+        st.waited_in_vain |= st.phase == Phase::Stopped;
+        st.waited_in_vain
+    }
+
+    /// Whether the apply failed only because the journaling thread had stopped (a wait for
+    /// it failed): then its failure is the thread's, not one of the apply's own.
+    pub(super) fn waited_in_vain(&self) -> bool {
+        self.state().waited_in_vain
     }
 
     /// The ticket of the first journal sync that covers every journaled-ahead byte before
@@ -157,6 +170,7 @@ impl Ahead {
                 return Ok(ticket);
             }
             if st.phase == Phase::Stopped {
+                st.waited_in_vain = true;
                 return Err(Error::Destination {
                     dest: "destination".into(),
                     detail: "journaling ahead stopped before the destination was written".into(),
@@ -350,7 +364,13 @@ mod tests {
             assert!(journaling.join().is_err());
             assert!(waiter.join().unwrap().is_err(), "the writer must not hang");
         });
-        assert!(ahead.stopped());
+        // The writer's failure is only the panic's consequence: the apply reports the panic.
+        assert!(ahead.waited_in_vain());
+        assert!(ahead.stopped_under_us());
+        // A stop by the apply itself (its own failure) is not that.
+        let own = Ahead::default();
+        own.stop();
+        assert!(!own.waited_in_vain());
     }
 
     #[test]

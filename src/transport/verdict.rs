@@ -58,13 +58,30 @@ pub type Verdict = std::result::Result<(), Failure>;
 pub(crate) fn encode(verdict: &Verdict) -> Vec<u8> {
     match verdict {
         Ok(()) => Control::Status(Ok(())).encode(),
-        Err(f) => {
-            let mut out = Control::Status(Err(f.text.clone())).encode();
-            if let Some(class) = f.class {
-                out.extend_from_slice(&Control::Class(class).encode());
-            }
-            out
-        }
+        Err(f) => [
+            Control::Status(Err(f.text.clone())).encode(),
+            class_frame(f),
+        ]
+        .concat(),
+    }
+}
+
+/// The `Class` frame that follows the message carrying `failure`'s text (empty without a
+/// class). The hash-query protocol (`blockhash::remote`) sends it too, after a failed repair
+/// reply: its messages have the frames' shape (tag u8, length u32, payload), so both
+/// protocols say a class the same way, with the same compatibility both ways.
+pub(crate) fn class_frame(failure: &Failure) -> Vec<u8> {
+    failure
+        .class
+        .map_or_else(Vec::new, |class| Control::Class(class).encode())
+}
+
+/// Read the `Class` frame that follows a failure message. `None` when the peer (an older
+/// one) closes instead, or sends anything else.
+pub(crate) fn read_class(read: &mut impl Read) -> Option<ErrorClass> {
+    match read_frame(read) {
+        Ok(Some(Incoming::Control(Control::Class(class)))) => Some(class),
+        _ => None,
     }
 }
 
@@ -80,10 +97,7 @@ pub(crate) fn read_verdict(
             Control::Checkpoint(token) => checkpoint(token),
             Control::Status(Ok(())) => return Ok(Ok(())),
             Control::Status(Err(text)) => {
-                let class = match read_frame(read) {
-                    Ok(Some(Incoming::Control(Control::Class(class)))) => Some(class),
-                    _ => None,
-                };
+                let class = read_class(read);
                 return Ok(Err(Failure { class, text }));
             }
             other => {
