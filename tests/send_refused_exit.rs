@@ -270,3 +270,24 @@ fn ssh_remote_usage_error_says_invalid_argument_once() {
         "{err}"
     );
 }
+
+/// A receiver whose apply fails with an I/O error (its --state-dir can't be made: it lies
+/// under a regular file) makes `send` exit 1, as the local `receive` does, and the OS error is
+/// said once (the receiver sent its error with every cause, repeating the OS error).
+#[test]
+fn tcp_receiver_io_error_exits_1_and_says_it_once() {
+    let case = too_small();
+    let file = at(&case.dir, "a-file");
+    write(&file, b"not a directory");
+    let state = file.join("st");
+    let mut cmd = bin();
+    cmd.args(["receive", "--once", "--progress", "none"]);
+    let allow = format!("copy={}", case.dest.display());
+    let (mut rx, addr, _rx_err) =
+        spawn_listening(listen_args(&mut cmd, "tcp", &allow, &state, &Pki::new()));
+    let out = send(&case, &format!("tcp://{addr}/copy"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(rx.wait().unwrap().code(), Some(1));
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub enum Exit {
     /// Success: exit 0.
     Ok,
-    /// Failure of this class: exit with its code (1 to 7).
+    /// Failure of this class: exit with its code (1 to 8).
     Failed(ErrorClass),
 }
 
@@ -47,4 +47,6 @@ Exit codes:
      the destination was left unchanged (with --resumable: kept up to its last checkpoint)
   6  a network transport failed
   7  the destination does not hold the delta's base state (apply missing deltas or --force)
-A send to a remote receiver that refuses the stream exits with the receiver's code (4, 5, 7, ...).";
+  8  internal error: a bug in lvmsync (an internal thread panicked and nothing else failed)
+A send to a remote receiver that refuses the stream exits with the receiver's code (4, 5, 7, ...),
+and so does a verify --repair whose remote side fails the repair.";

@@ -43,7 +43,10 @@ hashes of differing subtrees cross the network (an equal copy costs one root has
 journal (a destination that holds an old full copy is seeded this way). The far side applies
 with its own options: those of `lvmsync receive --listen` (--state-dir, --snapback, --grow), or
 for ssh:// the --remote-arg flags (e.g. --remote-arg=--state-dir=/var/lib/lvmsync); here
---dry-run lists and says what would be repaired.
+--dry-run lists and says what would be repaired. Exit codes against a remote destination: 4
+when it differs (without --repair) or the far side can't read it (missing); a repair the far
+side fails exits with its apply's code there (4 busy or too small, 5 bad stream, ...), as a
+refused send does; 6 when the connection fails or is refused (unknown name, certificates).
 
 Output: one differing range a line, `<offset_bytes> <length_bytes>`, then a summary line.")]
 pub struct VerifyArgs {
