@@ -332,3 +332,20 @@ fn missing_network_destination_exits_4() {
         assert!(!missing.exists(), "nothing created");
     }
 }
+
+/// A repair refused at its header while the verifier is still writing it (a 48 MiB stream of
+/// random bytes, more than the sockets buffer): the verifier's write fails, and it reads the
+/// far side's reply for the reason and its class (exit 4), not the broken pipe (exit 6).
+#[test]
+fn repair_refused_mid_write_exits_with_the_receivers_code() {
+    let pki = Pki::new();
+    let d = tmp();
+    let mut img = vec![0u8; 48 << 20];
+    Rng(80).fill(&mut img);
+    let (src, dest) = (at(&d, "src.img"), at(&d, "short.img"));
+    write(&src, &img);
+    write(&dest, &img[..1 << 20]);
+    let rx = listen("tcp", &dest, &at(&d, "st"), &pki);
+    let url = format!("tcp://{}/copy", rx.addr);
+    assert_refused_repair(&src, &dest, &url, &[], "is 1048576 bytes", 4);
+}

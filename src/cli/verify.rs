@@ -173,10 +173,13 @@ fn verify_remote(args: &VerifyArgs, source: &Path, dest: &Dest) -> anyhow::Resul
     match exchange(args, source, size, &mut *ch, &endpoint) {
         Ok(()) => Ok(ch.close()?),
         // Differences without --repair, the server's own words about its device, or its
-        // classified verdict on a repair.
+        // classified verdict on a repair (one without a class, from an older far side, is
+        // explained better by ssh's exit status, below).
         Err(e)
-            if matches!(e.downcast_ref(), Some(Error::Destination { .. }))
-                || matches!(e.downcast_ref(), Some(Error::Remote { class, .. }) if *class != ErrorClass::Transport) =>
+            if e.downcast_ref::<Error>().is_some_and(|e| {
+                matches!(e, Error::Destination { .. } | Error::Remote { .. })
+                    && e.class() != ErrorClass::Transport
+            }) =>
         {
             let _ = ch.close();
             Err(e)
@@ -270,8 +273,7 @@ fn exchange(
         Ok(sent) => sent,
         // A write to the channel failed: the far side gave up on the repair (a busy or too
         // small destination refuses it at once) and closed; its reply says why, in its class.
-        Err(e @ Error::Io { .. }) if matches!(&e, Error::Io { path, .. } if path == Path::new(endpoint)) =>
-        {
+        Err(e) if matches!(&e, Error::Io { path, .. } if path == Path::new(endpoint)) => {
             return Err(client.repaired().err().unwrap_or(e).into());
         }
         Err(e) => return Err(e.into()),
