@@ -6,9 +6,9 @@
 //!    against a plain read of the same bytes (every metadata area, same offsets, same order,
 //!    no parsing), with the page cache warm and cold, and, as root, through a read-only loop
 //!    device (the `O_DIRECT` path a live `-cow` device takes). Prints speed ratios (target
-//!    >= 0.8) and the parser's peak RSS, measured in a child process, minus the result list.
-//!    The warm row also times the plain read through io_uring (batched, registered buffer and
-//!    file) and prints the parse's ratio against that too.
+//!    at least 0.8) and the parser's peak RSS, measured in a child process, minus the result
+//!    list. The warm row also times the plain read through io_uring (batched, registered
+//!    buffer and file) and prints the parse's ratio against that too.
 //! 2. `lvmsync::blockhash::compare_files` against `cmp` on the same two files.
 //!
 //! Run: `cargo bench --bench cow_parse` (or build with `--no-run` and run the binary). With
