@@ -6,7 +6,9 @@
 //!    against a plain read of the same bytes (every metadata area, same offsets, same order,
 //!    no parsing), with the page cache warm and cold, and, as root, through a read-only loop
 //!    device (the `O_DIRECT` path a live `-cow` device takes). Prints speed ratios (target
-//!    >= 0.8) and the parser's peak RSS, measured in a child process, minus the result list.
+//!    at least 0.8) and the parser's peak RSS, measured in a child process, minus the result
+//!    list. The warm row also times the plain read through io_uring (batched, registered
+//!    buffer and file) and prints the parse's ratio against that too.
 //! 2. `lvmsync::blockhash::compare_files` against `cmp` on the same two files.
 //!
 //! Run: `cargo bench --bench cow_parse` (or build with `--no-run` and run the binary). With
@@ -74,37 +76,36 @@ fn process_cpu() -> Duration {
 /// Best of `RUNS` timings of `a` and of `b` (wall and CPU minimum each), interleaved
 /// (a, b, b, a, ...) so that load from other processes on the machine hits both alike;
 /// `before` runs untimed ahead of each.
-fn race(mut before: impl FnMut(), mut a: impl FnMut(), mut b: impl FnMut()) -> (Timing, Timing) {
-    let mut time = |f: &mut dyn FnMut()| {
-        before();
-        let (t, c) = (Instant::now(), process_cpu());
-        f();
-        Timing {
-            wall: t.elapsed(),
-            cpu: process_cpu() - c,
-        }
-    };
-    let best = |x: Timing, y: Timing| Timing {
-        wall: x.wall.min(y.wall),
-        cpu: x.cpu.min(y.cpu),
-    };
+fn race(before: impl FnMut(), mut a: impl FnMut(), mut b: impl FnMut()) -> (Timing, Timing) {
+    let best = race_all(before, &mut [&mut a, &mut b]);
+    (best[0], best[1])
+}
+
+/// Best of `RUNS` timings of each of `runs` (wall and CPU minimum each), interleaved, every
+/// other round in reverse order; `before` runs untimed ahead of each.
+fn race_all(mut before: impl FnMut(), runs: &mut [&mut dyn FnMut()]) -> Vec<Timing> {
     let max = Timing {
         wall: Duration::MAX,
         cpu: Duration::MAX,
     };
-    let (mut best_a, mut best_b) = (max, max);
+    let mut best = vec![max; runs.len()];
     for run in 0..RUNS {
-        let (ta, tb) = if run % 2 == 0 {
-            let ta = time(&mut a);
-            (ta, time(&mut b))
-        } else {
-            let tb = time(&mut b);
-            (time(&mut a), tb)
-        };
-        best_a = best(best_a, ta);
-        best_b = best(best_b, tb);
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            before();
+            let (t, c) = (Instant::now(), process_cpu());
+            runs[i]();
+            let (wall, cpu) = (t.elapsed(), process_cpu() - c);
+            best[i] = Timing {
+                wall: best[i].wall.min(wall),
+                cpu: best[i].cpu.min(cpu),
+            };
+        }
     }
-    (best_a, best_b)
+    best
 }
 
 fn drop_cache(path: &Path) {
@@ -138,6 +139,50 @@ fn read_areas(path: &Path, spec: &StoreSpec, areas: u64, direct: bool) -> u64 {
         sum = sum.wrapping_add(u64::from(buf[8]));
     }
     sum
+}
+
+/// The plain read through io_uring instead of `pread`: the same areas, offsets and read sizes
+/// into one registered buffer per read in flight, `URING_BATCH` reads submitted per
+/// `io_uring_enter`, the file registered. Only to show whether batching the reads would save
+/// kernel time (it does not, see docs/performance.md); `None` where io_uring is unavailable.
+fn read_areas_uring(path: &Path, spec: &StoreSpec, areas: u64) -> Option<u64> {
+    use io_uring::{opcode, types, IoUring};
+    use std::os::fd::AsRawFd;
+    const URING_BATCH: usize = 64;
+    let f = File::open(path).unwrap();
+    let cb = spec.chunk_bytes() as usize;
+    let mut ring = IoUring::new(URING_BATCH as u32).ok()?;
+    let mut bufs = vec![0u8; cb * URING_BATCH];
+    let iov = [nix::libc::iovec {
+        iov_base: bufs.as_mut_ptr().cast(),
+        iov_len: bufs.len(),
+    }];
+    // SAFETY: `bufs` is registered here and unregistered when `ring` is dropped, which
+    // happens before `bufs` is dropped (declared after it, dropped first), and every read
+    // into it is reaped below before the next batch reuses it.
+    unsafe { ring.submitter().register_buffers(&iov) }.ok()?;
+    ring.submitter().register_files(&[f.as_raw_fd()]).ok()?;
+    let mut sum = 0u64;
+    let offsets: Vec<u64> = (0..areas).map(|k| spec.area_chunk(k) * cb as u64).collect();
+    for batch in offsets.chunks(URING_BATCH) {
+        for (i, &offset) in batch.iter().enumerate() {
+            let buf = bufs[i * cb..].as_mut_ptr();
+            let read = opcode::ReadFixed::new(types::Fixed(0), buf, cb as u32, 0)
+                .offset(offset)
+                .build()
+                .user_data(i as u64);
+            // SAFETY: the read targets `cb` bytes of the registered buffer `bufs` (slot `i`,
+            // inside it), which stays alive and untouched until its completion is reaped.
+            unsafe { ring.submission().push(&read) }.unwrap();
+        }
+        ring.submit_and_wait(batch.len()).unwrap();
+        let done: Vec<i32> = ring.completion().map(|c| c.result()).collect();
+        assert!(done.len() == batch.len() && done.iter().all(|&n| n == cb as i32));
+        sum += (0..batch.len())
+            .map(|i| u64::from(bufs[i * cb + 8]))
+            .sum::<u64>();
+    }
+    Some(sum)
 }
 
 fn parse(path: &Path) -> usize {
@@ -191,8 +236,21 @@ fn cow_bench(dir: &Path, spread: u64) {
     let parsed = || {
         parse(&path);
     };
-    let (p, q) = race(|| {}, plain, parsed);
-    ratio_line("file, page cache warm", p, q, meta_bytes);
+    if read_areas_uring(&path, &spec, areas).is_some() {
+        let uring = || {
+            read_areas_uring(&path, &spec, areas);
+        };
+        let t = race_all(
+            || {},
+            &mut [&mut { plain }, &mut { uring }, &mut { parsed }],
+        );
+        ratio_line("file, page cache warm", t[0], t[2], meta_bytes);
+        ratio_line("  (io_uring plain read)", t[1], t[2], meta_bytes);
+    } else {
+        let (p, q) = race(|| {}, plain, parsed);
+        ratio_line("file, page cache warm", p, q, meta_bytes);
+        println!("  (io_uring plain read: io_uring unavailable here)");
+    }
     if std::env::var_os("COW_BENCH_WARM_ONLY").is_some() {
         return;
     }
