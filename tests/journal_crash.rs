@@ -103,7 +103,7 @@ impl Fixture {
             .arg(&self.dest)
             .arg("--state-dir")
             .arg(&self.st)
-            .env("LVMSYNC_TEST_SLOW_MS", SLOW)
+            .test_hook("LVMSYNC_TEST_SLOW_MS", SLOW)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -127,7 +127,7 @@ impl Fixture {
             .arg(&dest)
             .arg("--state-dir")
             .arg(&st)
-            .env("LVMSYNC_TEST_SLOW_MS", SLOW)
+            .test_hook("LVMSYNC_TEST_SLOW_MS", SLOW)
             .output()
             .unwrap();
         ok(&o);
@@ -326,7 +326,7 @@ fn journaling_thread_panic_after_failed_verification_is_an_error() {
     bad[n * 3 / 4] ^= 0x5a;
     std::fs::write(&delta, &bad).unwrap();
     let o = bin()
-        .env("LVMSYNC_TEST_JOURNALING_PANICS", "1")
+        .test_hook("LVMSYNC_TEST_JOURNALING_PANICS", "1")
         .args(["apply", "--progress", "none"])
         .arg(&delta)
         .arg(&dest)
@@ -360,8 +360,8 @@ fn journaling_thread_panic_after_failed_grow_is_an_error() {
     let before = lo.hash();
     let o = bin()
         // Slow journaling: the thread is still at work when the grow fails and stops it.
-        .env("LVMSYNC_TEST_SLOW_MS", "20")
-        .env("LVMSYNC_TEST_JOURNALING_PANICS", "1")
+        .test_hook("LVMSYNC_TEST_SLOW_MS", "20")
+        .test_hook("LVMSYNC_TEST_JOURNALING_PANICS", "1")
         .args(["apply", "--progress", "none", "--grow"])
         .arg(&full)
         .arg(&lo.path)
