@@ -24,26 +24,48 @@ stage() {
     [ "$rc" = 0 ] || failed+=("$name")
 }
 
-guest_tests() {
+# The guest tests and the hooks-off check run the binary users build: default features, no
+# crash-test hooks (`cargo build --release` differs from it in optimisation only). The copy in
+# target/guest-bin is one a concurrent rebuild cannot replace.
+default_bin() {
     cargo build --bin lvmsync || return
-    # The guest tests run this copy (LVMSYNC_BIN), which a concurrent rebuild cannot replace.
-    mkdir -p target/guest-bin && cp target/debug/lvmsync target/guest-bin/lvmsync || return
+    mkdir -p target/guest-bin && cp target/debug/lvmsync target/guest-bin/lvmsync
+}
+
+# tests/hooks_off.rs: that binary ignores every LVMSYNC_TEST_* variable.
+hooks_off() {
+    default_bin || return
+    LVMSYNC_DEFAULT_BIN=$ROOT/target/guest-bin/lvmsync \
+        cargo test -p lvmsync --test hooks_off -- --ignored
+}
+
+guest_tests() {
+    default_bin || return
     LVMSYNC_BIN=$ROOT/target/guest-bin/lvmsync \
         CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$ROOT/vm-tests/run --timeout 2400 --" \
         cargo test -p lvmsync-vm-tests --test guest -- --test-threads=1
 }
 
+# Host-driven: boots the guest six times and cuts its power mid-apply, after a commit and mid-recover
+# (see vm-tests/tests/powercut.rs). It needs the crash-test hooks in the binary it copies into
+# the guest (it checks that they are there).
+power_cut() {
+    cargo build --bin lvmsync --features test-hooks || return
+    mkdir -p target/guest-bin && cp target/debug/lvmsync target/guest-bin/lvmsync-hooks || return
+    LVMSYNC_BIN=$ROOT/target/guest-bin/lvmsync-hooks \
+        cargo test -p lvmsync-vm-tests --test powercut -- --nocapture
+}
+
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage "host tests" cargo test --workspace --exclude lvmsync-vm-tests --no-fail-fast
+stage "hooks off" hooks_off
 stage "guest tests" guest_tests
-# Host-driven: boots the guest six times and cuts its power mid-apply, after a commit and mid-recover
-# (see vm-tests/tests/powercut.rs).
-stage "power cut" env LVMSYNC_BIN="$ROOT/target/guest-bin/lvmsync" cargo test -p lvmsync-vm-tests --test powercut -- --nocapture
+stage "power cut" power_cut
 
 echo
 echo "=== summary"
-for name in "host tests" "guest tests" "power cut"; do
+for name in "host tests" "hooks off" "guest tests" "power cut"; do
     grep -h -a 'test result:' "$LOGS/${name// /-}.log" 2>/dev/null | sed "s/^/$name: /"
 done
 printf '%s\n' "${times[@]}"

@@ -157,7 +157,7 @@ fn loop_apply_keeps_its_claim_while_writing() {
     write(&img, &make_image(8 * MIB, 4040));
     send_delta(None, &img, &delta);
     let mut child = bin()
-        .env("LVMSYNC_TEST_SLOW_MS", "20")
+        .test_hook("LVMSYNC_TEST_SLOW_MS", "20")
         .arg("apply")
         .arg(&delta)
         .arg(&lo.path)

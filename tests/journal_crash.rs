@@ -103,7 +103,7 @@ impl Fixture {
             .arg(&self.dest)
             .arg("--state-dir")
             .arg(&self.st)
-            .env("LVMSYNC_TEST_SLOW_MS", SLOW)
+            .test_hook("LVMSYNC_TEST_SLOW_MS", SLOW)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -127,7 +127,7 @@ impl Fixture {
             .arg(&dest)
             .arg("--state-dir")
             .arg(&st)
-            .env("LVMSYNC_TEST_SLOW_MS", SLOW)
+            .test_hook("LVMSYNC_TEST_SLOW_MS", SLOW)
             .output()
             .unwrap();
         ok(&o);
@@ -303,27 +303,52 @@ fn assert_panic_reported(o: &std::process::Output, cause: &str, code: i32) {
     }
 }
 
+/// A destination holding a full sync of a base image, and an incremental delta to its target.
+struct Applied {
+    v0: PathBuf,
+    dest: PathBuf,
+    st: PathBuf,
+    delta: PathBuf,
+}
+
+/// Make a base and a target image (`seed`, `target_seed`), apply a full sync of the base to
+/// a new destination, and write the delta from base to target: the setup of the panic tests.
+fn applied_full_and_delta(d: &tempfile::TempDir, seed: u64, target_seed: u64) -> Applied {
+    let (v0, v1) = base_and_target(d, SIZE, seed, target_seed, 40);
+    let (dest, st, full, delta) = (
+        at(d, "dest.img"),
+        at(d, "st"),
+        at(d, "full.lvd"),
+        at(d, "d01.lvd"),
+    );
+    send_delta(None, &v0, &full);
+    ok(&apply(&full, &dest, &st, &[]));
+    send_delta(Some(&v0), &v1, &delta);
+    Applied {
+        v0,
+        dest,
+        st,
+        delta,
+    }
+}
+
 /// A journaling thread that panics while a delta file fails verification is joined and
 /// reported: the apply exits with an error, not a panic, and writes nothing.
 #[test]
 fn journaling_thread_panic_after_failed_verification_is_an_error() {
     let d = tmp();
-    let (v0, v1) = base_and_target(&d, SIZE, 4242, 99, 40);
-    let (dest, st, full, delta) = (
-        at(&d, "dest.img"),
-        at(&d, "st"),
-        at(&d, "full.lvd"),
-        at(&d, "d01.lvd"),
-    );
-    send_delta(None, &v0, &full);
-    ok(&apply(&full, &dest, &st, &[]));
-    send_delta(Some(&v0), &v1, &delta);
+    let Applied {
+        v0,
+        dest,
+        st,
+        delta,
+    } = applied_full_and_delta(&d, 4242, 99);
     let mut bad = std::fs::read(&delta).unwrap();
     let n = bad.len();
     bad[n * 3 / 4] ^= 0x5a;
     std::fs::write(&delta, &bad).unwrap();
     let o = bin()
-        .env("LVMSYNC_TEST_JOURNALING_PANICS", "1")
+        .test_hook("LVMSYNC_TEST_JOURNALING_PANICS", "1")
         .args(["apply", "--progress", "none"])
         .arg(&delta)
         .arg(&dest)
@@ -358,8 +383,8 @@ fn journaling_thread_panic_after_failed_grow_is_an_error() {
     let before = lo.hash();
     let o = bin()
         // Slow journaling: the thread is still at work when the grow fails and stops it.
-        .env("LVMSYNC_TEST_SLOW_MS", "20")
-        .env("LVMSYNC_TEST_JOURNALING_PANICS", "1")
+        .test_hook("LVMSYNC_TEST_SLOW_MS", "20")
+        .test_hook("LVMSYNC_TEST_JOURNALING_PANICS", "1")
         .args(["apply", "--progress", "none", "--grow"])
         .arg(&full)
         .arg(&lo.path)
@@ -378,21 +403,17 @@ fn journaling_thread_panic_after_failed_grow_is_an_error() {
 #[test]
 fn journaling_thread_panic_alone_is_an_internal_error() {
     let d = tmp();
-    let (v0, v1) = base_and_target(&d, SIZE, 5151, 77, 40);
-    let (dest, st, full, delta) = (
-        at(&d, "dest.img"),
-        at(&d, "st"),
-        at(&d, "full.lvd"),
-        at(&d, "d01.lvd"),
-    );
-    send_delta(None, &v0, &full);
-    ok(&apply(&full, &dest, &st, &[]));
-    send_delta(Some(&v0), &v1, &delta);
+    let Applied {
+        v0,
+        dest,
+        st,
+        delta,
+    } = applied_full_and_delta(&d, 5151, 77);
     for slow in ["0", "20"] {
         let o = bin()
             // Slow journaling: the writer waits for it, and finds it stopped by the panic.
-            .env("LVMSYNC_TEST_SLOW_MS", slow)
-            .env("LVMSYNC_TEST_JOURNALING_PANICS", "1")
+            .test_hook("LVMSYNC_TEST_SLOW_MS", slow)
+            .test_hook("LVMSYNC_TEST_JOURNALING_PANICS", "1")
             .args(["apply", "--progress", "none"])
             .arg(&delta)
             .arg(&dest)

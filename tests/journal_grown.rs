@@ -275,7 +275,7 @@ fn kill_9_then_recover_restores_the_base_part() {
             .arg(&g.dest)
             .arg("--state-dir")
             .arg(&g.st)
-            .env("LVMSYNC_TEST_SLOW_MS", "5")
+            .test_hook("LVMSYNC_TEST_SLOW_MS", "5")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -199,6 +199,51 @@ fn holes_are_journaled_as_zeroes() {
     assert_eq!(std::fs::read(&dest).unwrap(), before);
 }
 
+/// The holes of a destination file grown and written through the handle an apply holds
+/// (its kind is known from the open, its size and holes are asked afresh): the grown part is
+/// a hole until written, and data written there is journaled as data, so rolling back
+/// restores it byte-exactly.
+#[test]
+fn holes_of_a_destination_grown_and_written_after_open_are_journaled_exactly() {
+    const MIB: u64 = 1 << 20;
+    let d = tmp();
+    let dest = at(&d, "dest.img");
+    let mut data = vec![0u8; MIB as usize];
+    Rng(25).fill(&mut data);
+    write(&dest, &data); // 1 MiB of data, then grown below
+    let dst = Destination::open(&dest, false).unwrap();
+    dst.set_len(4 * MIB).unwrap();
+    assert!(
+        dst.holes().is_hole(MIB, 4 * MIB),
+        "the grown part is a hole"
+    );
+    dst.write_at(&data[..MIB as usize / 2], 3 * MIB).unwrap();
+    let mut holes = dst.holes();
+    assert!(!holes.is_hole(0, MIB));
+    assert!(holes.is_hole(MIB, 3 * MIB));
+    assert!(
+        !holes.is_hole(3 * MIB, 3 * MIB + 4096),
+        "written after the grow: data"
+    );
+    let before = std::fs::read(&dest).unwrap();
+    let paths = DestPaths::new(&at(&d, "st"), &dest).unwrap();
+    let mut j =
+        UndoJournal::create(&paths, &head(&paths, 4 * MIB), whole(4 * MIB), 5 * MIB).unwrap();
+    let mut new = vec![0u8; MIB as usize];
+    for (i, at) in (0..4 * MIB).step_by(MIB as usize).enumerate() {
+        j.save_old(&dst, at, MIB, Unknown).unwrap();
+        j.sync().unwrap();
+        Rng(26 + i as u64).fill(&mut new);
+        dst.write_at(&new, at).unwrap();
+    }
+    drop(j);
+    assert_eq!(
+        recover(&paths, None).unwrap(),
+        Recovery::RolledBack { entries: 4 }
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), before);
+}
+
 #[test]
 fn a_spare_much_larger_than_needed_is_cut_back() {
     let d = tmp();

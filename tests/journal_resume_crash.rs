@@ -37,7 +37,7 @@ fn kill_9_during_resumed_apply_leaves_base_or_target() {
             .args(["receive", "--resume", "--progress", "none", "--state-dir"])
             .arg(&st)
             .arg(&dest)
-            .env("LVMSYNC_TEST_SLOW_MS", "2")
+            .test_hook("LVMSYNC_TEST_SLOW_MS", "2")
             .stdin(std::fs::File::open(&rest).unwrap())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -15,16 +15,18 @@ fn listen(scheme: &str, dest: &Path, st: &Path, pki: &Pki) -> (Child, String) {
     listen_env(scheme, dest, st, pki, &[])
 }
 
-/// [`listen`] with extra environment variables for the receiver.
+/// [`listen`] with crash-test hooks set on the receiver ([`TestHook`]).
 fn listen_env(
     scheme: &str,
     dest: &Path,
     st: &Path,
     pki: &Pki,
-    env: &[(&str, &str)],
+    hooks: &[(&str, &str)],
 ) -> (Child, String) {
     let mut cmd = bin();
-    cmd.envs(env.iter().copied());
+    for (var, value) in hooks {
+        cmd.test_hook(var, value);
+    }
     cmd.args(["receive", "--once", "--progress", "none"]);
     let allow = format!("copy={}", dest.display());
     let (child, addr, mut err) = spawn_listening(listen_args(&mut cmd, scheme, &allow, st, pki));

@@ -21,12 +21,18 @@ pub struct Holes<'a> {
 }
 
 impl<'a> Holes<'a> {
-    /// Holes of `file`; only regular files can have any.
+    /// Holes of `file`; only regular files can have any (one `statx` to tell).
     pub fn new(file: &'a File) -> Self {
-        let sparse = file.metadata().is_ok_and(|m| m.is_file());
+        Self::of_kind(file, file.metadata().is_ok_and(|m| m.is_file()))
+    }
+
+    /// Holes of `file`, whose kind the caller already knows (`regular`: a regular file;
+    /// anything else has none), for callers that ask afresh for every record and must not
+    /// pay [`Self::new`]'s `statx` each time.
+    pub fn of_kind(file: &'a File, regular: bool) -> Self {
         Holes {
             file,
-            sparse,
+            sparse: regular,
             hole: (0, 0),
             data: (0, 0),
         }

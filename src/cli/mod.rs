@@ -22,7 +22,10 @@ use std::process::ExitCode;
 /// snapshots and thin snapshots), streams just those, and commits them atomically at the
 /// destination.
 #[derive(Debug, Parser)]
-#[command(name = "lvmsync", version, after_help = exit::EXIT_CODES_HELP)]
+#[command(
+    name = "lvmsync",
+    version = lvmsync::journal::test_hooks::VERSION,
+    after_help = exit::EXIT_CODES_HELP)]
 struct Cli {
     /// Log lines on stderr: `text` for people, `json` (one object a line: timestamp, level,
     /// fields) for machines. LVMSYNC_LOG=debug shows more.

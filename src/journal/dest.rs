@@ -78,9 +78,11 @@ impl Destination {
     }
 
     /// The holes of a destination file (ranges that read as zeroes without being read),
-    /// asked in increasing order; a block device has none.
+    /// asked in increasing order; a block device has none. Asked afresh for every record (a
+    /// cursor does not see later writes), so the kind comes from [`Self::open`]'s check, not
+    /// a `statx` per record; sizes are not cached (`--grow` changes them mid-apply).
     pub fn holes(&self) -> crate::blockhash::holes::Holes<'_> {
-        crate::blockhash::holes::Holes::new(&self.file)
+        crate::blockhash::holes::Holes::of_kind(&self.file, !self.is_block)
     }
 
     /// Read exactly `buf.len()` bytes at `offset`.

@@ -32,6 +32,7 @@ pub mod resume;
 pub mod snapback;
 pub mod span;
 pub mod state;
+pub mod test_hooks;
 pub mod undo;
 mod writer;
 

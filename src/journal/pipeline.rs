@@ -25,7 +25,7 @@
 
 use super::dest::Destination;
 use super::prepass::{changed, Ahead, Covered};
-use super::recover::{test_delay, test_slow_ms};
+use super::test_hooks;
 use super::undo::{Incoming, UndoJournal};
 use super::writer::Durable;
 use super::ApplyReport;
@@ -225,7 +225,10 @@ impl<'a> Journaler<'a, '_> {
             batch_bytes += len.min(BATCH_BYTES);
             batch.push(item);
             // Under the crash-test hook every extent is its own batch, so kills land between them.
-            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_RECORDS || test_slow_ms() > 0 {
+            if batch_bytes >= BATCH_BYTES
+                || batch.len() >= BATCH_RECORDS
+                || test_hooks::slow_ms() > 0
+            {
                 self.hand_over(std::mem::take(&mut batch))?;
                 batch_bytes = 0;
             }
@@ -369,6 +372,6 @@ fn write_batch(d: &Destination, batch: Vec<Item>) -> Result<u64> {
             Item::Checkpoint(_) | Item::Resume(_) => {}
         }
     }
-    test_delay();
+    test_hooks::delay();
     Ok(done)
 }

@@ -21,7 +21,7 @@
 //! the apply pipeline does for a pipe.
 
 use super::dest::Destination;
-use super::recover::{test_delay, test_slow_ms};
+use super::test_hooks;
 use super::undo::{Incoming, UndoJournal};
 use crate::error::{Error, Result};
 use crate::stream::{Header, Item, StreamReader};
@@ -232,20 +232,13 @@ pub(super) fn verify<R: Read>(input: R, name: &str, header: &Header, ahead: &Ahe
 pub(super) fn journal_ahead(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<()> {
     let mut guard = StopUnlessDone(Some(ahead));
     let r = journal_all(ahead, old, j);
-    if test_journaling_panics() {
+    if test_hooks::journaling_panics() {
         panic!("LVMSYNC_TEST_JOURNALING_PANICS: the journaling thread panics (test-only)");
     }
     if r.is_ok() {
         guard.0 = None;
     }
     r
-}
-
-/// Test-only: with `LVMSYNC_TEST_JOURNALING_PANICS` set, the journaling thread panics when
-/// it would return (done, stopped or failed), so tests can check that every way out of an
-/// apply reports the panic as an error instead of dying of it.
-fn test_journaling_panics() -> bool {
-    std::env::var_os("LVMSYNC_TEST_JOURNALING_PANICS").is_some()
 }
 
 /// Held by the journaling thread: on an error *and* on a panic it stops `ahead`, so the
@@ -264,7 +257,7 @@ impl Drop for StopUnlessDone<'_> {
 fn journal_all(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<()> {
     // Under the crash-test hook, a slow journal that syncs every piece: the applying pass
     // then keeps catching up with it, so kills land between its syncs and the writes.
-    let (piece, sync_every) = match test_slow_ms() {
+    let (piece, sync_every) = match test_hooks::slow_ms() {
         0 => (PIECE, SYNC_EVERY),
         _ => (64 << 10, 1),
     };
@@ -307,7 +300,7 @@ fn journal_all(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<
         if unsynced >= sync_every {
             publish(ahead, pos, j.sync_begin()?);
             unsynced = 0;
-            test_delay();
+            test_hooks::delay();
         }
     }
 }

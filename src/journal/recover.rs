@@ -15,6 +15,7 @@
 use super::dest::Destination;
 use super::format::{JournalReader, UndoEntry};
 use super::state::{now_unix, DestPaths, DestState};
+use super::test_hooks;
 use super::undo::retire;
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -47,27 +48,6 @@ impl std::fmt::Display for Recovery {
                 f.write_str("committed apply completed; the destination holds the delta's target")
             }
         }
-    }
-}
-
-/// Test-only: milliseconds to sleep after each applied extent or restored range, read from
-/// `LVMSYNC_TEST_SLOW_MS`, so crash tests can kill the process at many points. Zero (the
-/// default) disables it.
-pub fn test_slow_ms() -> u64 {
-    static DELAY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *DELAY.get_or_init(|| {
-        std::env::var("LVMSYNC_TEST_SLOW_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    })
-}
-
-/// Sleep for [`test_slow_ms`] milliseconds (no-op unless the test variable is set).
-pub fn test_delay() {
-    let ms = test_slow_ms();
-    if ms > 0 {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
 
@@ -131,7 +111,7 @@ pub fn recover(paths: &DestPaths, held: Option<&Destination>) -> Result<Recovery
             UndoEntry::Zero { offset, len } => dest.zero_range(offset, len)?,
         }
         entries += 1;
-        test_delay();
+        test_hooks::delay();
     }
     dest.sync()?;
     if !dest.is_block() && dest.size()? > head.size_before {

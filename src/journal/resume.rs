@@ -11,9 +11,9 @@
 
 use super::dest::Destination;
 use super::format::{JournalReader, Progress};
-use super::recover::test_delay;
 use super::span::UndoSpan;
 use super::state::DestPaths;
+use super::test_hooks;
 use super::undo::UndoJournal;
 use crate::error::{Error, Result};
 use crate::stream::record::Checkpoint;
@@ -116,7 +116,7 @@ pub fn prepare(
             super::format::UndoEntry::Data { offset, data } => dest.write_at(&data, offset)?,
             super::format::UndoEntry::Zero { offset, len } => dest.zero_range(offset, len)?,
         }
-        test_delay();
+        test_hooks::delay();
     }
     dest.sync()?;
     let journal = UndoJournal::reopen(

@@ -20,7 +20,7 @@
 //! `kill -9` also loses it, and a destination write made before its journal sync is no longer
 //! undone by recovery, which the crash tests see.
 
-use super::recover::{test_delay, test_slow_ms};
+use super::test_hooks;
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -225,7 +225,7 @@ impl Drop for FailOnPanic<'_> {
 fn write_jobs(file: &File, queue: &Receiver<Job>, give_back: &SyncSender<Buf>, d: &Durable) {
     let mut unflushed = 0u64;
     // Under the crash-test hook: writes not yet synced (see the module's comment).
-    let volatile = test_slow_ms() > 0;
+    let volatile = test_hooks::slow_ms() > 0;
     let mut unsynced: Vec<(Vec<u8>, u64)> = Vec::new();
     std::thread::scope(|s| {
         // Tickets to sync (0: a background flush); at most one per queued sync.
@@ -258,7 +258,7 @@ fn write_jobs(file: &File, queue: &Receiver<Job>, give_back: &SyncSender<Buf>, d
                     if volatile {
                         // The writes reach the file only now, after a pause: a slow sync, so
                         // a destination write made too early has time to be seen by a kill.
-                        test_delay();
+                        test_hooks::delay();
                         for (bytes, pos) in unsynced.drain(..) {
                             if let Err(e) = write_direct(file, &bytes, pos) {
                                 d.fail(e);

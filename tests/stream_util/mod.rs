@@ -14,6 +14,36 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lvmsync"))
 }
 
+/// Crash-test hooks (`LVMSYNC_TEST_*`, src/journal/test_hooks.rs) on a command running
+/// [`bin`]. They exist only in a build with the `test-hooks` feature, so the first use checks
+/// that the binary has them (its `--version` says so): a crash test driving a build whose
+/// hooks are inert would pass without testing anything.
+pub trait TestHook {
+    /// Set hook variable `var` to `value`.
+    fn test_hook(&mut self, var: &str, value: &str) -> &mut Self;
+}
+
+impl TestHook for Command {
+    fn test_hook(&mut self, var: &str, value: &str) -> &mut Self {
+        assert!(var.starts_with("LVMSYNC_TEST_"), "{var} is no test hook");
+        assert_eq!(self.get_program(), env!("CARGO_BIN_EXE_lvmsync"));
+        static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        CHECKED.get_or_init(|| {
+            let o = bin().arg("--version").output().unwrap();
+            let version = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                version.contains(lvmsync::journal::test_hooks::MARK),
+                "{} ({}) was built without the `test-hooks` feature, so its LVMSYNC_TEST_* \
+                 hooks do nothing; `cargo test` turns the feature on (Cargo.toml's self \
+                 dev-dependency): is it still there?",
+                env!("CARGO_BIN_EXE_lvmsync"),
+                version.trim()
+            );
+        });
+        self.env(var, value)
+    }
+}
+
 /// A small xorshift generator, so every test image is reproducible from its seed.
 pub struct Rng(pub u64);
 
@@ -165,17 +195,20 @@ pub fn receive(stream: &[u8], dest: &Path, st: &Path, extra: &[&str]) -> Output 
     receive_env(stream, dest, st, extra, &[])
 }
 
-/// [`receive`] with extra environment variables.
+/// [`receive`] with crash-test hooks set ([`TestHook`]).
 pub fn receive_env(
     stream: &[u8],
     dest: &Path,
     st: &Path,
     extra: &[&str],
-    env: &[(&str, &str)],
+    hooks: &[(&str, &str)],
 ) -> Output {
     use std::io::Write;
-    let mut child = bin()
-        .envs(env.iter().copied())
+    let mut cmd = bin();
+    for (var, value) in hooks {
+        cmd.test_hook(var, value);
+    }
+    let mut child = cmd
         .arg("receive")
         .arg(dest)
         .arg("--state-dir")

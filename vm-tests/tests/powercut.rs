@@ -28,6 +28,7 @@
 //! exactly the target, and pair 5 recovered again must be exactly the base; both then get the
 //! delta applied again as above. In the end every destination image must equal the target.
 
+use lvmsync::journal::test_hooks::MARK as TEST_HOOKS;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -195,6 +196,17 @@ fn power_cut_mid_apply_leaves_base_or_target() {
     fs::copy(&bin, work.0.join("lvmsync"))
         .unwrap_or_else(|e| panic!("copy {}: {e} (cargo build --bin lvmsync)", bin.display()));
     let lvmsync = work.path("lvmsync");
+    // The slow applies and recovery below need the crash-test hooks: a build without them
+    // ignores LVMSYNC_TEST_SLOW_MS, and the cuts would land before or after the writes.
+    let version = Command::new(&lvmsync).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.contains(TEST_HOOKS),
+        "{} has no test hooks ({}): build it with `cargo build --bin lvmsync --features \
+         test-hooks`",
+        bin.display(),
+        version.trim()
+    );
 
     // Base: noise; target: three quarters of it rewritten.
     let base = noise(1, SIZE);
