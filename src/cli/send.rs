@@ -274,7 +274,6 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let (changes, base) = match &args.since {
         Some(since) => {
             let base = lvmsync::dm::probe(since)?;
-            let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
             if size > base.size.0 {
                 tracing::info!(
                     source = name,
@@ -287,12 +286,20 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
             }
             let base_size = base.size.0;
             let changes = match snap.kind {
-                _ if size <= base_size => clip_to(&changes, size)?,
-                DeviceKind::Thin => {
-                    let mapped = lvmsync::dm::mapped_probed(&snap, base_size..size, false)?;
+                // The diff and the grown part's mappings from one metadata snapshot.
+                DeviceKind::Thin if size > base_size => {
+                    let grown = base_size..size;
+                    let (changes, mapped) =
+                        lvmsync::dm::diff_and_mapped_probed(&snap, &base, grown, false)?;
                     with_grown_thin_tail(&changes, &mapped, base_size, size)?
                 }
-                _ => with_grown_tail_as_data(&changes, base_size, size)?,
+                _ => {
+                    let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
+                    match size <= base_size {
+                        true => clip_to(&changes, size)?,
+                        false => with_grown_tail_as_data(&changes, base_size, size)?,
+                    }
+                }
             };
             (changes, Some(base))
         }

@@ -27,6 +27,6 @@ pub mod status;
 pub mod table;
 
 pub use device::{DmContext, DmDevice};
-pub use live::{diff_live, diff_probed, mapped_probed};
+pub use live::{diff_and_mapped_probed, diff_live, diff_probed, mapped_probed};
 pub use probe::{probe, DeviceKind, ProbeReport};
 pub use table::{DevNum, Target};
