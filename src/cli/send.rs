@@ -280,7 +280,8 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
                     grown_bytes = size - base.size.0,
                     "{name} grew by {} bytes since {since}: all of that part is sent (data, or \
                      zeroes where unmapped) and written at the destination (not journaled: it \
-                     is not part of the base), which provisions a thin destination LV there",
+                     is not part of the base; zeroes only where it reads something else if it \
+                     is a thin LV whose pool zeroes new blocks)",
                     size - base.size.0
                 );
             }
