@@ -125,6 +125,32 @@ fn applied_grown_file_part_is_written_in_full_and_not_journaled() {
     assert_journal_capped(&g.st);
 }
 
+/// A destination file that holds just the base, grown by the apply (`--grow`, `ftruncate`):
+/// its new part is a hole, so the grown part's zero records allocate nothing there, through a
+/// pipe (skipped: it reads zeroes) and a delta file (a hole punched into a hole).
+#[test]
+fn file_grown_by_the_apply_stays_sparse_where_the_target_is_zero() {
+    use std::os::unix::fs::MetadataExt;
+    let g = grown();
+    let stream = std::fs::read(&g.delta).unwrap();
+    for (how, dest) in [("receive", at(&g.d, "r.img")), ("apply", at(&g.d, "a.img"))] {
+        std::fs::copy(&g.v0, &dest).unwrap();
+        let out = match how {
+            "receive" => receive(&stream, &dest, &g.st, &["--grow"]),
+            _ => apply(&g.delta, &dest, &g.st, &["--grow"]),
+        };
+        ok(&out);
+        assert_eq!(file_hash(&dest), file_hash(&g.v1), "{how}");
+        // The base, and the 16 data runs of 64 KiB (with some slack each), not the 8 MiB.
+        let allocated = std::fs::metadata(&dest).unwrap().blocks() * 512;
+        let most = (BASE + 16 * (128 << 10)) as u64;
+        assert!(
+            allocated <= most,
+            "{how}: {allocated} bytes allocated, at most {most}"
+        );
+    }
+}
+
 /// The same into a block device of the new size (an `lvextend`ed LV), whose size the apply
 /// can't change and recovery never cuts.
 #[test]

@@ -274,25 +274,33 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
     let (changes, base) = match &args.since {
         Some(since) => {
             let base = lvmsync::dm::probe(since)?;
-            let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
             if size > base.size.0 {
                 tracing::info!(
                     source = name,
                     grown_bytes = size - base.size.0,
                     "{name} grew by {} bytes since {since}: all of that part is sent (data, or \
                      zeroes where unmapped) and written at the destination (not journaled: it \
-                     is not part of the base), which provisions a thin destination LV there",
+                     is not part of the base; zeroes only where it reads something else if it \
+                     is a thin LV whose pool zeroes new blocks)",
                     size - base.size.0
                 );
             }
             let base_size = base.size.0;
             let changes = match snap.kind {
-                _ if size <= base_size => clip_to(&changes, size)?,
-                DeviceKind::Thin => {
-                    let mapped = lvmsync::dm::mapped_probed(&snap, base_size..size, false)?;
+                // The diff and the grown part's mappings from one metadata snapshot.
+                DeviceKind::Thin if size > base_size => {
+                    let grown = base_size..size;
+                    let (changes, mapped) =
+                        lvmsync::dm::diff_and_mapped_probed(&snap, &base, grown, false)?;
                     with_grown_thin_tail(&changes, &mapped, base_size, size)?
                 }
-                _ => with_grown_tail_as_data(&changes, base_size, size)?,
+                _ => {
+                    let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
+                    match size <= base_size {
+                        true => clip_to(&changes, size)?,
+                        false => with_grown_tail_as_data(&changes, base_size, size)?,
+                    }
+                }
             };
             (changes, Some(base))
         }

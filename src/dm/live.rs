@@ -60,25 +60,47 @@ fn thin_parts(dev: &ProbeReport) -> Result<(&ThinInfo, &PoolInfo)> {
 
 fn diff_thin(new: &ProbeReport, old: Option<&ProbeReport>, force: bool) -> Result<ChangeSet> {
     let (thin, pool) = thin_parts(new)?;
-    let old_id = match old {
-        None => None,
-        Some(o) => match (&o.thin, &o.pool) {
-            (Some(t), Some(p)) if p.pool_device == pool.pool_device => Some(t.dev_id),
-            (Some(_), Some(p)) => {
-                return Err(Error::Unusable {
-                    source_name: o.device.clone(),
-                    reason: format!(
-                        "is in thin pool {}, but {} is in {}: --since must name a snapshot \
-                         in the same pool",
-                        p.pool_device, new.device, pool.pool_device
-                    ),
-                })
-            }
-            _ => return Err(mismatch(o, "a thin snapshot", new)),
-        },
-    };
+    let old_id = old.map(|o| id_in_pool(o, pool, new)).transpose()?;
     let tmeta = PathBuf::from("/dev/mapper").join(&pool.metadata_device);
     crate::thin::live::diff_pool_devices(&pool.pool_device, &tmeta, old_id, thin.dev_id, force)
+}
+
+/// [`diff_probed`] of thin snapshot `new` since `old`, and [`mapped_probed`] of `new` in
+/// `grown` (its part past `old`'s size), both read from one metadata snapshot of the pool:
+/// one point in time, one reserve and release. Thin snapshots only.
+pub fn diff_and_mapped_probed(
+    new: &ProbeReport,
+    old: &ProbeReport,
+    grown: Range<u64>,
+    force: bool,
+) -> Result<(ChangeSet, ChangeSet)> {
+    let (thin, pool) = thin_parts(new)?;
+    let old_id = id_in_pool(old, pool, new)?;
+    let tmeta = PathBuf::from("/dev/mapper").join(&pool.metadata_device);
+    crate::thin::live::diff_and_mapped_in_pool_devices(
+        &pool.pool_device,
+        &tmeta,
+        old_id,
+        thin.dev_id,
+        grown,
+        force,
+    )
+}
+
+/// The device id of `old`, which must be a thin snapshot in `pool`, the pool of `new`.
+fn id_in_pool(old: &ProbeReport, pool: &PoolInfo, new: &ProbeReport) -> Result<u64> {
+    match (&old.thin, &old.pool) {
+        (Some(t), Some(p)) if p.pool_device == pool.pool_device => Ok(t.dev_id),
+        (Some(_), Some(p)) => Err(Error::Unusable {
+            source_name: old.device.clone(),
+            reason: format!(
+                "is in thin pool {}, but {} is in {}: --since must name a snapshot in the \
+                 same pool",
+                p.pool_device, new.device, pool.pool_device
+            ),
+        }),
+        _ => Err(mismatch(old, "a thin snapshot", new)),
+    }
 }
 
 fn diff_cow(new: &ProbeReport, old: Option<&ProbeReport>) -> Result<ChangeSet> {

@@ -13,6 +13,8 @@
 //!   change metadata lives; `lvmsync probe` prints it.
 //! - [`lvm`]: creating and removing snapshots through `lvcreate -s` / `lvremove`.
 //! - [`live`]: `lvmsync diff <snapshot> [--since <older>]`, dispatching to the thin or COW reader.
+//! - [`zeroing`]: whether a destination is a thin LV whose unwritten ranges read (and stay)
+//!   zeroes, so the receiver need not write zeroes there.
 //!
 //! Everything except the pure parsers needs device-mapper (and usually root); those parts are
 //! tested in the QEMU guest (`vm-tests/`).
@@ -25,8 +27,9 @@ pub mod probe;
 pub mod resolve;
 pub mod status;
 pub mod table;
+pub mod zeroing;
 
 pub use device::{DmContext, DmDevice};
-pub use live::{diff_live, diff_probed, mapped_probed};
+pub use live::{diff_and_mapped_probed, diff_live, diff_probed, mapped_probed};
 pub use probe::{probe, DeviceKind, ProbeReport};
 pub use table::{DevNum, Target};

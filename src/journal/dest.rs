@@ -4,6 +4,7 @@
 
 use super::claim::open_claimed;
 use crate::error::{Error, Result};
+use crate::stream::encode::is_zero;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -13,10 +14,17 @@ pub struct Destination {
     file: File,
     path: PathBuf,
     is_block: bool,
+    /// A thin LV whose pool zeroes new blocks ([`crate::dm::zeroing`]): zeroes are written
+    /// only where it reads something else.
+    zeroing_thin: bool,
 }
 
 /// Largest buffer used to write zeroes or copy old data (1 MiB).
 pub const IO_PIECE: u64 = 1 << 20;
+
+/// The smallest data block of a thin pool (64 KiB): a zeroing thin destination's pieces that
+/// already read zeroes are left unwritten at this grain.
+const THIN_MIN_BLOCK: u64 = 64 << 10;
 
 impl Destination {
     /// Open `path` read-write; with `create`, a missing regular file is created empty. A
@@ -31,10 +39,19 @@ impl Destination {
                 detail: "is neither a block device nor a regular file".into(),
             });
         }
+        let zeroing_thin = is_block && {
+            use std::os::unix::fs::MetadataExt;
+            let rdev = meta.rdev();
+            crate::dm::zeroing::is_zeroing_thin(crate::dm::DevNum {
+                major: nix::sys::stat::major(rdev) as u32,
+                minor: nix::sys::stat::minor(rdev) as u32,
+            })
+        };
         Ok(Destination {
             file,
             path: path.to_path_buf(),
             is_block,
+            zeroing_thin,
         })
     }
 
@@ -97,7 +114,12 @@ impl Destination {
         self.file.write_all_at(buf, offset).map_err(|e| self.err(e))
     }
 
-    /// Make `[offset, offset+len)` read as zeroes: punch a hole in files, write zeroes on devices.
+    /// Make `[offset, offset+len)` read as zeroes: punch a hole in files; on a thin LV whose
+    /// pool zeroes new blocks, write zeroes only over the 64 KiB pieces that read anything
+    /// else (elsewhere they would provision pool blocks for nothing: all of a thin LV's part
+    /// grown by `lvextend` reads zeroes); write zeroes on other devices (a linear LV's new
+    /// extents hold whatever their disk had). Leaving bytes that already read zeroes
+    /// unwritten changes nothing a rollback or a reader could see.
     pub fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         if !self.is_block {
             use nix::fcntl::{fallocate, FallocateFlags};
@@ -108,6 +130,14 @@ impl Destination {
                 }
             }
         }
+        match self.zeroing_thin {
+            true => self.zero_where_not_zero(offset, len),
+            false => self.write_zeroes(offset, len),
+        }
+    }
+
+    /// Write zeroes over `[offset, offset+len)`.
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
         let zeroes = vec![0u8; len.min(IO_PIECE) as usize];
         let mut pos = offset;
         while pos < offset + len {
@@ -116,6 +146,38 @@ impl Destination {
             pos += n as u64;
         }
         Ok(())
+    }
+
+    /// Write zeroes over the [`THIN_MIN_BLOCK`]-aligned pieces of `[offset, offset+len)` that
+    /// read anything else, each run of them at once.
+    fn zero_where_not_zero(&self, offset: u64, len: u64) -> Result<()> {
+        let end = offset + len;
+        let mut buf = vec![0u8; len.min(IO_PIECE) as usize];
+        // The run of pieces not yet zeroed: from `run` to `pos`.
+        let mut run = None;
+        let mut pos = offset;
+        while pos < end {
+            let n = (end - pos).min(IO_PIECE) as usize;
+            self.read_at(&mut buf[..n], pos)?;
+            let (start, piece_end) = (pos, pos + n as u64);
+            while pos < piece_end {
+                let next = ((pos / THIN_MIN_BLOCK + 1) * THIN_MIN_BLOCK).min(piece_end);
+                let sub = &buf[(pos - start) as usize..(next - start) as usize];
+                match (is_zero(sub), run) {
+                    (false, None) => run = Some(pos),
+                    (true, Some(from)) => {
+                        self.write_zeroes(from, pos - from)?;
+                        run = None;
+                    }
+                    _ => {}
+                }
+                pos = next;
+            }
+        }
+        match run {
+            Some(from) => self.write_zeroes(from, end - from),
+            None => Ok(()),
+        }
     }
 
     /// Resize a regular file (growing reads as zeroes); refused for block devices.
@@ -143,4 +205,42 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A zeroing thin destination's zeroes go only where it reads something else: on a sparse
+    /// file standing in for it, the pieces that read zeroes stay holes (unallocated, as they
+    /// stay unprovisioned on the LV) and the others are zeroed.
+    #[test]
+    fn zeroes_are_written_only_where_the_destination_reads_something_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("thin");
+        let f = File::create(&path).unwrap();
+        f.set_len(4 * IO_PIECE).unwrap();
+        // Non-zero bytes in two 64 KiB pieces: one inside the range, one straddling its end.
+        f.write_all_at(&[7; 100], IO_PIECE + 5).unwrap();
+        f.write_all_at(&[9; 10], 3 * IO_PIECE + 995).unwrap();
+        f.sync_all().unwrap();
+        let d = Destination {
+            file: File::options().read(true).write(true).open(&path).unwrap(),
+            path: path.clone(),
+            is_block: true,
+            zeroing_thin: true,
+        };
+        d.zero_range(1000, 3 * IO_PIECE).unwrap();
+        let all = std::fs::read(&path).unwrap();
+        let end = 3 * IO_PIECE as usize + 1000;
+        assert_eq!(all[..end].iter().position(|&b| b != 0), None);
+        assert_eq!(all[end..end + 6], [9, 9, 9, 9, 9, 0]);
+        // Two 64 KiB pieces allocated (the two written), not the 3 MiB range.
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(
+            allocated <= 2 * THIN_MIN_BLOCK + 8192,
+            "{allocated} bytes allocated"
+        );
+    }
 }

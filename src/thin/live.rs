@@ -13,7 +13,8 @@
 //! 4. reads the `_tmeta` device with `O_DIRECT` (the pool writes metadata through its own
 //!    buffer cache, so a buffered read of the device could return stale pages) and diffs the
 //!    two devices as [`super::diff`] does (or lists what one device maps in a byte range,
-//!    [`mapped_in_pool_device`]);
+//!    [`mapped_in_pool_device`], or both from the one snapshot,
+//!    [`diff_and_mapped_in_pool_devices`]);
 //! 5. sends `release_metadata_snap`, from a guard's `Drop` (so also on errors and panics) and
 //!    from a SIGINT/SIGTERM watcher that releases and then exits with 128 + signal.
 //!
@@ -72,6 +73,24 @@ pub fn mapped_in_pool_device(
 ) -> Result<ChangeSet> {
     with_held_metadata(pool_dm_name, tmeta_path, force, |src, sb| {
         mapped_in(src, sb, dev, bytes)
+    })
+}
+
+/// What a `send --since` of a grown thin device reads, from one reserved metadata snapshot:
+/// the diff of devices `old_id` and `new_id` ([`diff_pool_devices`]) and what `new_id` maps in
+/// `grown` ([`mapped_in_pool_device`]). One snapshot makes both one point in time and costs
+/// one reserve and release (each a metadata commit of the pool).
+pub fn diff_and_mapped_in_pool_devices(
+    pool_dm_name: &str,
+    tmeta_path: &Path,
+    old_id: u64,
+    new_id: u64,
+    grown: Range<u64>,
+    force: bool,
+) -> Result<(ChangeSet, ChangeSet)> {
+    with_held_metadata(pool_dm_name, tmeta_path, force, |src, sb| {
+        let (diff, _) = diff_devices(src, sb, Some(old_id), new_id)?;
+        Ok((diff, mapped_in(src, sb, new_id, grown)?))
     })
 }
 
@@ -207,6 +226,7 @@ impl HeldSnapshot {
         let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
         pool.message("reserve_metadata_snap")?;
         *held = Some(pool.name.clone());
+        tracing::debug!(pool = pool.name, "metadata snapshot reserved");
         Ok(HeldSnapshot {
             pool: pool.name.clone(),
         })

@@ -11,6 +11,7 @@
 
 mod busy_lv;
 mod cow_diff;
+mod grown_lv;
 mod probe;
 mod probe_errors;
 mod stream_lv;

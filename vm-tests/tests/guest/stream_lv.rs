@@ -29,12 +29,12 @@ use lvmsync::units::Bytes;
 use lvmsync_vm_tests::{lvmsync_bin, run, run_status, write_at, VolumeGroup};
 use std::process::{Command, Stdio};
 
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 /// Size of the source LVs and the destinations.
 const SIZE: u64 = 8 * MIB;
 
 /// `n` bytes of a xorshift stream seeded with `seed` (incompressible, reproducible).
-fn noise(seed: u64, n: usize) -> Vec<u8> {
+pub(crate) fn noise(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
         .map(|_| {
@@ -59,7 +59,7 @@ fn writes() -> Vec<(u64, Vec<u8>)> {
     w
 }
 
-fn mapper(vg: &VolumeGroup, lv: &str) -> String {
+pub(crate) fn mapper(vg: &VolumeGroup, lv: &str) -> String {
     format!("/dev/mapper/{}", lv_dm_name(&vg.name, lv))
 }
 
@@ -69,7 +69,7 @@ fn fill_junk(dev: &str) {
 }
 
 /// Assert devices `got` and `want` hold the same bytes; name the first differing offset.
-fn assert_same(got: &str, want: &str, what: &str) {
+pub(crate) fn assert_same(got: &str, want: &str, what: &str) {
     let a = std::fs::read(got).unwrap_or_else(|e| panic!("read {got}: {e}"));
     let b = std::fs::read(want).unwrap_or_else(|e| panic!("read {want}: {e}"));
     assert_eq!(a.len(), b.len(), "{what}: {got} and {want} differ in size");
@@ -82,13 +82,13 @@ fn assert_same(got: &str, want: &str, what: &str) {
 }
 
 /// `lvmsync <args>`; panic with its stderr unless it succeeds.
-fn lvmsync_ok(args: &[&str]) {
+pub(crate) fn lvmsync_ok(args: &[&str]) {
     run(&lvmsync_bin().to_string_lossy(), args);
 }
 
 /// `lvmsync send <send_args> --to <file>`, then `lvmsync apply <file> <dest>`. Returns the
 /// delta file's size.
-fn send_apply(send_args: &[&str], dest: &str, state: &str, file: &str) -> u64 {
+pub(crate) fn send_apply(send_args: &[&str], dest: &str, state: &str, file: &str) -> u64 {
     lvmsync_ok(&[&["send", "--progress", "none"], send_args, &["--to", file]].concat());
     lvmsync_ok(&[
         "apply",
@@ -127,7 +127,7 @@ fn send_receive(send_args: &[&str], dest: &str, state: &str) {
     );
 }
 
-fn temp(name: &str) -> String {
+pub(crate) fn temp(name: &str) -> String {
     std::env::temp_dir()
         .join(format!("lvmsync-stream-lv-{}-{name}", std::process::id()))
         .display()
