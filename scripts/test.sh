@@ -1,6 +1,8 @@
 #!/bin/bash
 # scripts/test.sh: every test, in order: cargo fmt --check, clippy -D warnings, the host tests,
-# then the guest tests (one QEMU boot through vm-tests/run). Runs every stage, prints each
+# "hooks off" (a build without the test-hooks feature ignores every LVMSYNC_TEST_* hook), the
+# guest tests (one QEMU boot through vm-tests/run) and the power cut (a hooked build, guest
+# boots that are cut mid-apply and recovered). Runs every stage, prints each
 # stage's time and cargo's "test result:" lines, and exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."

@@ -194,7 +194,7 @@ pub enum ErrorClass {
     Transport = 6,
     /// The destination does not hold the delta's base state.
     BaseMismatch = 7,
-    /// A bug in lvmsync (an internal thread panicked) with no other failure to report.
+    /// A bug in lvmsync (an apply's journaling thread panicked) with no other failure to report.
     Internal = 8,
 }
 

@@ -47,6 +47,6 @@ Exit codes:
      the destination was left unchanged (with --resumable: kept up to its last checkpoint)
   6  a network transport failed
   7  the destination does not hold the delta's base state (apply missing deltas or --force)
-  8  internal error: a bug in lvmsync (an internal thread panicked and nothing else failed)
+  8  internal error: a bug in lvmsync (an apply's journaling thread panicked and nothing else failed)
 A send to a remote receiver that refuses the stream exits with the receiver's code (4, 5, 7, ...),
 and so does a verify --repair whose remote side fails the repair.";

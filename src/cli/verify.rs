@@ -173,8 +173,7 @@ fn verify_remote(args: &VerifyArgs, source: &Path, dest: &Dest) -> anyhow::Resul
     match exchange(args, source, size, &mut *ch, &endpoint) {
         Ok(()) => Ok(ch.close()?),
         // Differences without --repair, the server's own words about its device, or its
-        // classified verdict on a repair (one without a class, from an older far side, is
-        // explained better by ssh's exit status, below).
+        // classified verdict on a repair.
         Err(e)
             if e.downcast_ref::<Error>().is_some_and(|e| {
                 matches!(e, Error::Destination { .. } | Error::Remote { .. })
@@ -184,11 +183,14 @@ fn verify_remote(args: &VerifyArgs, source: &Path, dest: &Dest) -> anyhow::Resul
             let _ = ch.close();
             Err(e)
         }
-        // A lost channel: ssh's exit status and the remote's stderr say why, if it failed.
-        Err(e) => {
-            ch.close()?;
-            Err(e)
-        }
+        // A lost channel, or a repair refused by an older far side (no class): over ssh its
+        // exit status and stderr say why; over the network, closing a socket the far side
+        // already closed only fails with a broken pipe, so the exchange's own error (with
+        // the far side's reason, if it sent one) is the one to report.
+        Err(e) => match ch.close() {
+            Err(closed) if matches!(dest, Dest::Ssh { .. }) => Err(closed.into()),
+            _ => Err(e),
+        },
     }
 }
 
