@@ -298,6 +298,7 @@ impl<C: Read + Write> TreePeer for HashClient<C> {
 mod tests {
     use super::*;
     use crate::blockhash::tree::differing_blocks;
+    use crate::error::ErrorClass;
     use std::os::unix::net::UnixStream;
 
     /// Serve `device` on one end of a socket pair in a thread; the other end for the client.
@@ -339,6 +340,45 @@ mod tests {
         assert!(c.nodes_asked() > 0);
         c.quit().unwrap();
         assert_eq!(server.join().unwrap().unwrap(), Served::Quit);
+    }
+
+    /// The client's side of a repair against a server that answers `reply` (raw bytes, as
+    /// a newer or an older server writes them) and then closes.
+    fn repaired_against(reply: Vec<u8>) -> Error {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let (tag, p) = recv(&mut theirs).unwrap().unwrap();
+            assert_eq!((tag, p.len()), (REPAIR, 0));
+            theirs.write_all(&reply).unwrap();
+        });
+        let mut c = HashClient::new(ours, "test");
+        c.start_repair().unwrap();
+        let err = c.repaired().unwrap_err();
+        server.join().unwrap();
+        err
+    }
+
+    #[test]
+    fn a_refused_repair_carries_the_servers_class_and_an_older_servers_is_transport() {
+        let text = "dest: is 1 bytes but the stream's device is 2 bytes";
+        let failure = Failure::new(ErrorClass::Destination, text);
+        let reply = |class: &[u8]| {
+            let mut m = Vec::new();
+            let p = [&[1u8][..], text.as_bytes()].concat();
+            send_then(&mut m, REPAIR_REPLY, &p, class).unwrap();
+            m
+        };
+        // A server with the `K` message: the class of its apply's failure, its words once.
+        let new = repaired_against(reply(&class_frame(&failure)));
+        assert_eq!(new.class(), ErrorClass::Destination, "{new}");
+        assert_eq!(new.to_string().matches(text).count(), 1, "{new}");
+        // An older server closes after the reply: a transport failure that still says why.
+        let old = repaired_against(reply(&[]));
+        assert_eq!(old.class(), ErrorClass::Transport, "{old}");
+        assert!(old.to_string().contains(text), "{old}");
+        // Anything but a `K` after the reply (a desynchronised peer) is not taken as a class.
+        let odd = repaired_against(reply(&[QUIT, 0, 0, 0, 0]));
+        assert_eq!(odd.class(), ErrorClass::Transport, "{odd}");
     }
 
     #[test]
