@@ -296,9 +296,10 @@ fn plan_live(args: &SendArgs, block: u64) -> anyhow::Result<Plan> {
                 }
                 _ => {
                     let changes = lvmsync::dm::diff_probed(&snap, Some(&base), false)?;
-                    match size <= base_size {
-                        true => clip_to(&changes, size)?,
-                        false => with_grown_tail_as_data(&changes, base_size, size)?,
+                    if size <= base_size {
+                        clip_to(&changes, size)?
+                    } else {
+                        with_grown_tail_as_data(&changes, base_size, size)?
                     }
                 }
             };

@@ -42,7 +42,8 @@ pub fn diff_probed(new: &ProbeReport, old: Option<&ProbeReport>, force: bool) ->
 }
 
 /// The bytes in `bytes` that thin device `dev` (probed) maps, reading only the pool metadata
-/// that holds that range: on a grown volume, what its grown part reads other than zeroes.
+/// that holds that range: for a full sync, what the device maps (the rest are holes). A grown
+/// volume's part since its base goes through [`diff_and_mapped_probed`] instead.
 /// `force` as for [`diff_live`]. Thin devices only.
 pub fn mapped_probed(dev: &ProbeReport, bytes: Range<u64>, force: bool) -> Result<ChangeSet> {
     let (thin, pool) = thin_parts(dev)?;

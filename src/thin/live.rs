@@ -107,8 +107,9 @@ fn with_held_metadata<T>(
         if !force {
             return Err(pool.error(format!(
                 "the pool already holds a metadata snapshot (at block {stale}); another thin \
-                 tool or an interrupted lvmsync left it. If nothing is using it, rerun with \
-                 --force to release it"
+                 tool or an interrupted lvmsync left it. If nothing is using it, release it \
+                 (`dmsetup message {pool_dm_name} 0 release_metadata_snap`, or `lvmsync diff \
+                 <thin LV> --force`, which releases it first) and rerun"
             )));
         }
         tracing::warn!(
