@@ -11,8 +11,11 @@
 //!   holds old data outside that write, so zeroes are written; it equals the source.
 //! - A linear destination whose new extents were another LV's, filled with junk: the zeroes
 //!   are written (it reads junk there before) and it equals the source.
+//!
+//! And a pool without zeroing whose data device holds junk, written in partial pool blocks
+//! (`partial_pool_blocks_into_a_pool_without_zeroing`): the receiver writes whole blocks.
 
-use crate::stream_lv::{assert_same, lvmsync_ok, mapper, noise, temp, MIB};
+use crate::stream_lv::{assert_same, lvmsync_ok, mapper, noise, send_receive, temp, MIB};
 use lvmsync::dm::lvm::create_thin_snapshot;
 use lvmsync::dm::name::lv_dm_name;
 use lvmsync_vm_tests::{lvmsync_bin, run, write_at, VolumeGroup};
@@ -32,27 +35,33 @@ fn apply_to(file: &str, dests: &[&str], state: &str) {
     }
 }
 
+/// Create thin pool `name` of `size` with data blocks of `block` that skips zeroing new blocks
+/// (`-Zn`); returns `vg/name`.
+fn nz_pool(vg: &VolumeGroup, name: &str, size: &str, block: &str) -> String {
+    vg.lvcreate(&[
+        "--type",
+        "thin-pool",
+        "-L",
+        size,
+        "--poolmetadatasize",
+        "4M",
+        "--chunksize",
+        block,
+        "-Zn",
+        "-n",
+        name,
+        &vg.name,
+    ]);
+    vg.lv(name)
+}
+
 #[test]
 fn grown_zero_part_into_thin_and_linear_lvs() {
     let vg = VolumeGroup::new("lvsync-grown", 1, 160);
     vg.thin_pool_with_thin("40M", "64k", "8M");
     let pool = vg.lv("pool");
     vg.lvcreate(&["-V", "8M", "--thinpool", &pool, "-n", "tdst", &vg.name]);
-    vg.lvcreate(&[
-        "--type",
-        "thin-pool",
-        "-L",
-        "24M",
-        "--poolmetadatasize",
-        "4M",
-        "--chunksize",
-        "64k",
-        "-Zn",
-        "-n",
-        "nzpool",
-        &vg.name,
-    ]);
-    let nzpool = vg.lv("nzpool");
+    let nzpool = nz_pool(&vg, "nzpool", "24M", "64k");
     vg.lvcreate(&["-V", "8M", "--thinpool", &nzpool, "-n", "nzdst", &vg.name]);
     // The linear destination, then an LV right after it whose extents it gets when grown
     // (nothing else takes extents from the VG after it is removed).
@@ -153,4 +162,84 @@ fn grown_zero_part_into_thin_and_linear_lvs() {
         nzdst_before,
         mapped_bytes(&nzdst)
     );
+}
+
+/// Destinations in a pool without zeroing (`-Zn`, 128 KiB blocks) whose data device holds
+/// junk: a write into part of an unprovisioned pool block provisions all of it with the junk
+/// around the write. The source (64 KiB blocks) writes 4 KiB pieces into otherwise-zero
+/// blocks: the streams carry zero records the destination already reads as zeroes, then data
+/// in the same pool block, and pool blocks of which the stream mentions only one half. A full
+/// sync and an incremental, applied from a file and received from a pipe, must still leave
+/// each destination equal to the source byte for byte.
+#[test]
+fn partial_pool_blocks_into_a_pool_without_zeroing() {
+    let vg = VolumeGroup::new("lvsync-nzblk", 1, 96);
+    vg.thin_pool_with_thin("24M", "64k", "8M");
+    let nzpool = nz_pool(&vg, "nzpool", "24M", "128k");
+    // Junk over the whole data device: a thin LV as large as the pool, filled, removed.
+    vg.lvcreate(&["-V", "24M", "--thinpool", &nzpool, "-n", "junk", &vg.name]);
+    write_at(&mapper(&vg, "junk"), 0, &vec![0xEE; 24 * MIB as usize]);
+    run("lvremove", &["-q", "-f", &vg.lv("junk")]);
+    // The junk is readable around a 4 KiB write into a fresh LV's unprovisioned block.
+    vg.lvcreate(&["-V", "1M", "--thinpool", &nzpool, "-n", "probe", &vg.name]);
+    let probe = mapper(&vg, "probe");
+    write_at(&probe, 0, &[0x11; 4096]);
+    let mut block = vec![0; 128 << 10];
+    let f = std::fs::File::open(&probe).expect("open probe");
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut block, 0).expect("read probe");
+    drop(f);
+    assert!(
+        block[4096..].iter().filter(|&&b| b == 0xEE).count() > 64 << 10,
+        "a 4 KiB write into a -Zn pool should provision its block with the old junk"
+    );
+    run("lvremove", &["-q", "-f", &vg.lv("probe")]);
+    for d in ["nzfile", "nzpipe"] {
+        vg.lvcreate(&["-V", "8M", "--thinpool", &nzpool, "-n", d, &vg.name]);
+    }
+    let (thin, nzfile, nzpipe) = (
+        mapper(&vg, "thin"),
+        mapper(&vg, "nzfile"),
+        mapper(&vg, "nzpipe"),
+    );
+    let state = temp("nzblk-state");
+
+    // s1: 4 KiB in the middle of an otherwise-zero block; 192 KiB across blocks.
+    write_at(&thin, MIB + 8192, &noise(800, 4096));
+    write_at(&thin, 3 * MIB + 20480, &noise(801, 192 << 10));
+    create_thin_snapshot(&vg.lv("thin"), "s1").expect("thin snapshot s1");
+    let full = temp("nzblk-full.lvd");
+    lvmsync_ok(&["send", "--progress", "none", &vg.lv("s1"), "--to", &full]);
+    apply_to(&full, &[&nzfile], &state);
+    send_receive(&[&vg.lv("s1")], &nzpipe, &state);
+    for d in [&nzfile, &nzpipe] {
+        assert_same(d, &mapper(&vg, "s1"), "full sync of s1 into a -Zn pool");
+    }
+
+    // s2: 4 KiB into new blocks (zeroes, then data, then zeroes in one source block; the
+    // destination block's other half never mentioned), and into a block s1 already wrote.
+    write_at(&thin, 5 * MIB + (64 << 10) + 4096, &noise(802, 4096));
+    write_at(&thin, 6 * MIB + (32 << 10), &noise(803, 4096));
+    write_at(&thin, 7 * MIB + (16 << 10), &noise(804, 4096));
+    write_at(&thin, MIB + (40 << 10), &noise(805, 4096));
+    create_thin_snapshot(&vg.lv("thin"), "s2").expect("thin snapshot s2");
+    let inc = temp("nzblk-inc.lvd");
+    let since = [vg.lv("s2"), "--since".into(), vg.lv("s1")];
+    let since: Vec<&str> = since.iter().map(String::as_str).collect();
+    lvmsync_ok(
+        &[
+            &["send", "--progress", "none"],
+            since.as_slice(),
+            &["--to", &inc],
+        ]
+        .concat(),
+    );
+    apply_to(&inc, &[&nzfile], &state);
+    send_receive(&since, &nzpipe, &state);
+    for d in [&nzfile, &nzpipe] {
+        assert_same(
+            d,
+            &mapper(&vg, "s2"),
+            "incremental s1 -> s2 into a -Zn pool",
+        );
+    }
 }

@@ -103,7 +103,7 @@ pub(crate) fn send_apply(send_args: &[&str], dest: &str, state: &str, file: &str
 }
 
 /// `lvmsync send <send_args> --to - | lvmsync receive <dest>`.
-fn send_receive(send_args: &[&str], dest: &str, state: &str) {
+pub(crate) fn send_receive(send_args: &[&str], dest: &str, state: &str) {
     let mut send = Command::new(lvmsync_bin())
         .args([&["send", "--progress", "none"], send_args, &["--to", "-"]].concat())
         .stdout(Stdio::piped())
