@@ -20,7 +20,7 @@ pub struct Destination {
     /// every write is widened to whole pool blocks.
     thin: ThinKind,
     /// The device's size when opened (a block device's does not change under the claim), which
-    /// whole-block writes stop at.
+    /// whole-block writes stop at (asked only for a thin LV whose pool skips zeroing).
     size_at_open: u64,
 }
 
@@ -62,7 +62,9 @@ impl Destination {
             thin,
             size_at_open: 0,
         };
-        d.size_at_open = d.size()?;
+        if let ThinKind::SkipsZeroing { .. } = thin {
+            d.size_at_open = d.size()?;
+        }
         Ok(d)
     }
 
