@@ -13,8 +13,8 @@
 //!   change metadata lives; `lvmsync probe` prints it.
 //! - [`lvm`]: creating and removing snapshots through `lvcreate -s` / `lvremove`.
 //! - [`live`]: `lvmsync diff <snapshot> [--since <older>]`, dispatching to the thin or COW reader.
-//! - [`zeroing`]: whether a destination is a thin LV whose unwritten ranges read (and stay)
-//!   zeroes, so the receiver need not write zeroes there.
+//! - [`zeroing`]: whether a destination is a thin LV, and whether its pool zeroes new blocks
+//!   (the receiver need not write zeroes there) or skips that (`-Zn`: it writes whole blocks).
 //!
 //! Everything except the pure parsers needs device-mapper (and usually root); those parts are
 //! tested in the QEMU guest (`vm-tests/`).

@@ -3,6 +3,7 @@
 //! apply opens it once and does all its reads and writes through that one handle.
 
 use super::claim::open_claimed;
+use crate::dm::zeroing::ThinKind;
 use crate::error::{Error, Result};
 use crate::stream::encode::is_zero;
 use std::fs::File;
@@ -14,9 +15,13 @@ pub struct Destination {
     file: File,
     path: PathBuf,
     is_block: bool,
-    /// A thin LV whose pool zeroes new blocks ([`crate::dm::zeroing`]): zeroes are written
-    /// only where it reads something else.
-    zeroing_thin: bool,
+    /// Whether it is a thin LV ([`crate::dm::zeroing`]): in a pool that zeroes new blocks,
+    /// zeroes are written only where it reads something else; in a pool that skips zeroing,
+    /// every write is widened to whole pool blocks.
+    thin: ThinKind,
+    /// The device's size when opened (a block device's does not change under the claim), which
+    /// whole-block writes stop at (asked only for a thin LV whose pool skips zeroing).
+    size_at_open: u64,
 }
 
 /// Largest buffer used to write zeroes or copy old data (1 MiB).
@@ -39,20 +44,28 @@ impl Destination {
                 detail: "is neither a block device nor a regular file".into(),
             });
         }
-        let zeroing_thin = is_block && {
-            use std::os::unix::fs::MetadataExt;
-            let rdev = meta.rdev();
-            crate::dm::zeroing::is_zeroing_thin(crate::dm::DevNum {
-                major: nix::sys::stat::major(rdev) as u32,
-                minor: nix::sys::stat::minor(rdev) as u32,
-            })
+        let thin = match is_block {
+            true => {
+                use std::os::unix::fs::MetadataExt;
+                let rdev = meta.rdev();
+                crate::dm::zeroing::thin_kind(crate::dm::DevNum {
+                    major: nix::sys::stat::major(rdev) as u32,
+                    minor: nix::sys::stat::minor(rdev) as u32,
+                })
+            }
+            false => ThinKind::NotThin,
         };
-        Ok(Destination {
+        let mut d = Destination {
             file,
             path: path.to_path_buf(),
             is_block,
-            zeroing_thin,
-        })
+            thin,
+            size_at_open: 0,
+        };
+        if let ThinKind::SkipsZeroing { .. } = thin {
+            d.size_at_open = d.size()?;
+        }
+        Ok(d)
     }
 
     /// Open `path` as [`Self::open`] does if it exists; `None` if it does not (a file an
@@ -109,17 +122,79 @@ impl Destination {
             .map_err(|e| self.err(e))
     }
 
-    /// Write all of `buf` at `offset`.
+    /// Write all of `buf` at `offset`, exactly there (restoring journaled old bytes).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.file.write_all_at(buf, offset).map_err(|e| self.err(e))
+    }
+
+    /// On a thin LV whose pool skips zeroing new blocks: the whole pool blocks a write of
+    /// `[offset, offset+len)` rewrites, as `(start, end)`. `None` on every other destination,
+    /// where writes land exactly where they are asked for.
+    pub fn whole_blocks(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
+        match self.thin {
+            ThinKind::SkipsZeroing { block } => {
+                let w = Widened::new(offset, len, block.0, self.size_at_open);
+                Some((w.start, w.end))
+            }
+            _ => None,
+        }
+    }
+
+    /// Write a record's `data` at `offset`. On a thin LV whose pool skips zeroing new blocks
+    /// the write covers whole pool blocks: the parts of its first and last block outside the
+    /// record are read first and written back as read. A block not provisioned yet reads
+    /// zeroes, so writing it whole provisions it with those zeroes and the record's bytes
+    /// (written alone, the record would provision it with whatever the pool's data device
+    /// held around it); a provisioned block gets its own bytes back. Either way no byte
+    /// outside the record reads differently afterwards. (The receiver journals whole blocks
+    /// of such a destination, so a write torn by a crash is undone too: see
+    /// `pipeline::Journaler`.)
+    pub fn write_data(&self, data: &[u8], offset: u64) -> Result<()> {
+        match self.thin {
+            ThinKind::SkipsZeroing { block } => {
+                let w = Widened::new(offset, data.len() as u64, block.0, self.size_at_open);
+                self.write_widened(w, offset, data.len() as u64, Some(data))
+            }
+            _ => self.write_at(data, offset),
+        }
+    }
+
+    /// Write `data` (zeroes if `None`) over `[offset, offset+len)`, widened as `w`: the
+    /// partial first and last blocks are read, overlaid and written whole.
+    fn write_widened(&self, w: Widened, offset: u64, len: u64, data: Option<&[u8]>) -> Result<()> {
+        let end = offset + len;
+        for (from, to) in [(w.start, w.head_end), (w.tail_start, w.end)] {
+            if from < to {
+                let mut buf = vec![0u8; (to - from) as usize];
+                self.read_at(&mut buf, from)?;
+                let (a, b) = (offset.max(from), end.min(to));
+                let part = &mut buf[(a - from) as usize..(b - from) as usize];
+                match data {
+                    Some(d) => {
+                        part.copy_from_slice(&d[(a - offset) as usize..(b - offset) as usize])
+                    }
+                    None => part.fill(0),
+                }
+                self.write_at(&buf, from)?;
+            }
+        }
+        let (a, b) = (w.head_end, w.tail_start);
+        match data {
+            _ if a >= b => Ok(()),
+            Some(d) => self.write_at(&d[(a - offset) as usize..(b - offset) as usize], a),
+            None => self.write_zeroes(a, b - a),
+        }
     }
 
     /// Make `[offset, offset+len)` read as zeroes: punch a hole in files; on a thin LV whose
     /// pool zeroes new blocks, write zeroes only over the 64 KiB pieces that read anything
     /// else (elsewhere they would provision pool blocks for nothing: all of a thin LV's part
-    /// grown by `lvextend` reads zeroes); write zeroes on other devices (a linear LV's new
-    /// extents hold whatever their disk had). Leaving bytes that already read zeroes
-    /// unwritten changes nothing a rollback or a reader could see.
+    /// grown by `lvextend` reads zeroes); on a thin LV whose pool skips zeroing, write them
+    /// in whole pool blocks as [`Self::write_data`] does; write zeroes on other devices (a
+    /// linear LV's new extents hold whatever their disk had). Leaving bytes that already read
+    /// zeroes unwritten changes nothing a rollback or a reader could see. (Restoring a
+    /// journal's zero entries goes through here too: those cover whole blocks of a
+    /// destination whose pool skips zeroing, so widening them changes nothing.)
     pub fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         if !self.is_block {
             use nix::fcntl::{fallocate, FallocateFlags};
@@ -130,9 +205,13 @@ impl Destination {
                 }
             }
         }
-        match self.zeroing_thin {
-            true => self.zero_where_not_zero(offset, len),
-            false => self.write_zeroes(offset, len),
+        match self.thin {
+            ThinKind::Zeroing => self.zero_where_not_zero(offset, len),
+            ThinKind::SkipsZeroing { block } => {
+                let w = Widened::new(offset, len, block.0, self.size_at_open);
+                self.write_widened(w, offset, len, None)
+            }
+            ThinKind::NotThin => self.write_zeroes(offset, len),
         }
     }
 
@@ -200,6 +279,73 @@ impl Destination {
     }
 }
 
+#[cfg(test)]
+impl Destination {
+    /// The existing file `path` opened as a stand-in for a thin LV whose pool skips zeroing,
+    /// with pool blocks of `block` bytes (a file can't emulate the provisioning: tests of
+    /// this check contents only).
+    pub(crate) fn skipping_zeroing_for_test(path: &Path, block: u64) -> Destination {
+        let file = File::options().read(true).write(true).open(path).unwrap();
+        Destination {
+            size_at_open: file.metadata().unwrap().len(),
+            file,
+            path: path.to_path_buf(),
+            is_block: true,
+            thin: ThinKind::SkipsZeroing {
+                block: crate::units::Bytes(block),
+            },
+        }
+    }
+}
+
+/// A write of `[offset, offset+len)` widened to whole blocks: `[start, head_end)` is its
+/// partial first block (empty if the write starts on a block boundary), rewritten whole;
+/// `[head_end, tail_start)` is written as it comes; `[tail_start, end)` is its partial last
+/// block (empty if it ends on a boundary or shares its one block with the head), rewritten
+/// whole. `end` stops at the device's size (its last block may be cut short).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Widened {
+    start: u64,
+    head_end: u64,
+    tail_start: u64,
+    end: u64,
+}
+
+impl Widened {
+    /// Widen `[offset, offset+len)` to blocks of `block` bytes (> 0) of a device of `size`.
+    fn new(offset: u64, len: u64, block: u64, size: u64) -> Widened {
+        let rec_end = offset + len;
+        if len == 0 {
+            return Widened {
+                start: offset,
+                head_end: offset,
+                tail_start: offset,
+                end: offset,
+            };
+        }
+        let start = offset - offset % block;
+        let end = rec_end
+            .div_ceil(block)
+            .saturating_mul(block)
+            .min(size)
+            .max(rec_end);
+        let head_end = match start < offset {
+            true => (start + block).min(end),
+            false => start,
+        };
+        let tail_start = match rec_end < end {
+            true => (rec_end - rec_end % block).max(head_end),
+            false => end,
+        };
+        Widened {
+            start,
+            head_end,
+            tail_start,
+            end,
+        }
+    }
+}
+
 /// fsync a directory so a create, rename or unlink inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -229,7 +375,8 @@ mod tests {
             file: File::options().read(true).write(true).open(&path).unwrap(),
             path: path.clone(),
             is_block: true,
-            zeroing_thin: true,
+            thin: ThinKind::Zeroing,
+            size_at_open: 4 * IO_PIECE,
         };
         d.zero_range(1000, 3 * IO_PIECE).unwrap();
         let all = std::fs::read(&path).unwrap();
@@ -242,5 +389,91 @@ mod tests {
             allocated <= 2 * THIN_MIN_BLOCK + 8192,
             "{allocated} bytes allocated"
         );
+    }
+
+    fn widened(start: u64, head_end: u64, tail_start: u64, end: u64) -> Widened {
+        Widened {
+            start,
+            head_end,
+            tail_start,
+            end,
+        }
+    }
+
+    /// Writes are widened to the pool blocks they touch: partial first and last blocks are
+    /// rewritten whole, aligned parts written as they come, the device's end not passed.
+    #[test]
+    fn writes_widen_to_whole_blocks() {
+        const B: u64 = 65536;
+        let size = 10 * B + 4096;
+        // 4 KiB in the middle of a block: that one block, as its head.
+        assert_eq!(
+            Widened::new(B + 8192, 4096, B, size),
+            widened(B, 2 * B, 2 * B, 2 * B)
+        );
+        // Aligned: nothing to read.
+        assert_eq!(Widened::new(B, 3 * B, B, size), widened(B, B, 4 * B, 4 * B));
+        // From mid-block to mid-block: head block, aligned middle, tail block.
+        assert_eq!(
+            Widened::new(B + 100, 3 * B, B, size),
+            widened(B, 2 * B, 4 * B, 5 * B)
+        );
+        // Starting aligned, ending mid-block: tail only.
+        assert_eq!(Widened::new(0, B + 1, B, size), widened(0, 0, B, 2 * B));
+        // The device's last block is cut short at its size.
+        assert_eq!(
+            Widened::new(10 * B + 100, 100, B, size),
+            widened(10 * B, size, size, size)
+        );
+        assert_eq!(
+            Widened::new(9 * B, B + 4096, B, size),
+            widened(9 * B, 9 * B, size, size)
+        );
+        // A block larger than a write, and a write crossing one boundary of such blocks.
+        assert_eq!(
+            Widened::new(3 * B, B, 4 * B, 16 * B),
+            widened(0, 4 * B, 4 * B, 4 * B)
+        );
+        assert_eq!(
+            Widened::new(3 * B, 2 * B, 4 * B, 16 * B),
+            widened(0, 4 * B, 4 * B, 8 * B)
+        );
+        assert_eq!(Widened::new(5, 0, B, size), widened(5, 5, 5, 5));
+    }
+
+    /// Widened writes change no byte outside the record: on a file standing in for a thin LV
+    /// whose pool skips zeroing (which a file can't emulate: this checks the contents, not
+    /// the provisioning), data and zero records at block edges leave the rest as it was.
+    #[test]
+    fn widened_writes_keep_the_bytes_around_the_record() {
+        const B: u64 = 65536;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nz");
+        let size = 6 * B + 8192;
+        let mut want: Vec<u8> = (0..size).map(|i| (i % 251) as u8 | 1).collect();
+        std::fs::write(&path, &want).unwrap();
+        let d = Destination::skipping_zeroing_for_test(&path, 2 * B);
+        assert_eq!(d.whole_blocks(B, 4096), Some((0, 2 * B)));
+        assert_eq!(d.whole_blocks(5 * B, B), Some((4 * B, 6 * B)));
+        assert_eq!(d.whole_blocks(5 * B, B + 1), Some((4 * B, size)));
+        let records: [(u64, u64, Option<u8>); 5] = [
+            (4096, 4096, Some(0xA1)),
+            (3 * B - 100, 2 * B + 300, Some(0xA2)),
+            (B + 5, 7, None),
+            (5 * B, B + 8192, None),
+            (2 * B, 2 * B, Some(0xA3)),
+        ];
+        for (offset, len, fill) in records {
+            let range = offset as usize..(offset + len) as usize;
+            match fill {
+                Some(b) => d.write_data(&vec![b; len as usize], offset).unwrap(),
+                None => d.zero_range(offset, len).unwrap(),
+            }
+            want[range].fill(fill.unwrap_or(0));
+            assert!(
+                std::fs::read(&path).unwrap() == want,
+                "after {offset}+{len}"
+            );
+        }
     }
 }

@@ -112,6 +112,11 @@ pub(super) fn run_records<R: Read + Send>(
             None => (None, journal.as_deref().map(UndoJournal::durable)),
         };
         let writer = s.spawn(move || write_batches(d, durable.as_ref(), &work, &done_tx));
+        // Whole blocks are journaled once each: those the journaling thread covered, and on
+        // a resumed apply those of the records before its checkpoint, are done.
+        let resumed_from = journal.as_deref().and_then(UndoJournal::progress);
+        let journaled_to = block_end(d, ahead.end())
+            .max(resumed_from.map_or(0, |cp| block_end(d, cp.resume_offset)));
         let mut j = Journaler {
             dest: d,
             name,
@@ -123,6 +128,7 @@ pub(super) fn run_records<R: Read + Send>(
             written: 0,
             total,
             progress,
+            journaled_to,
         };
         let fed = j.feed(first, &items, resumable, report);
         let Journaler {
@@ -162,6 +168,61 @@ struct Journaler<'a, 'p> {
     written: u64,
     total: u64,
     progress: &'p mut dyn FnMut(u64, u64),
+    /// Where a destination written in whole blocks ([`Destination::whole_blocks`]) has its
+    /// old bytes journaled up to (a block boundary).
+    journaled_to: u64,
+}
+
+/// Journal the old bytes of the whole blocks `[start, end)` that a record's write covers on
+/// a destination written in whole blocks ([`Destination::write_data`]: a thin LV whose pool
+/// skips zeroing), except the part before `journaled_to`, which is then moved to `end`.
+///
+/// Why this keeps the journal's guarantee (after any crash, recovery yields exactly the old
+/// or the new state):
+/// - Each block is journaled once, by the first record that touches it, before any write to
+///   it (the records come in order and never overlap, so the widened ranges only move
+///   forward; a later record in the same block journals only what lies past `journaled_to`).
+///   Its entry thus holds the block's bytes before the apply. Journaling the block again
+///   later would record the earlier record's *new* bytes, and recovery, restoring entries in
+///   order, would end with those: hence exactly once. A resumed apply starts past the blocks
+///   of the records before its checkpoint (journaled by the interrupted apply, whose entries
+///   up to the checkpoint stay), a pipeline that takes over from journaling ahead past the
+///   blocks that thread journaled.
+/// - Logically the widened parts are rewritten with the bytes they had, so without a crash
+///   the new state is exactly the stream's. But a write is made durable by writeback in
+///   pages, not atomically: a crash may leave a newly provisioned block with only some of
+///   its pages written, the rest reading the data device's old junk. Those bytes lie outside
+///   the record, so journaling the record alone would not restore them; the whole block's
+///   entry does (restoring entries writes exactly their ranges: whole blocks).
+/// - Never skipped as "already equal": the check would look at the record's bytes only,
+///   while the write is what makes the rest of an unprovisioned block read zeroes.
+///
+/// The undo journal's format and recovery do not change; the journal only holds more (an
+/// unprovisioned block's old bytes are zeroes, journaled as one small zero entry).
+fn journal_whole_blocks(
+    j: &mut UndoJournal,
+    dest: &Destination,
+    journaled_to: &mut u64,
+    start: u64,
+    end: u64,
+) -> Result<()> {
+    let from = start.max(*journaled_to);
+    if from < end {
+        j.save_old(dest, from, end - from, Incoming::Unknown)?;
+    }
+    *journaled_to = end.max(*journaled_to);
+    Ok(())
+}
+
+/// The end of the whole block that holds byte `pos - 1` of `d`, if it is written in whole
+/// blocks; `pos` otherwise.
+fn block_end(d: &Destination, pos: u64) -> u64 {
+    match pos {
+        0 => 0,
+        _ => d
+            .whole_blocks(pos - 1, 1)
+            .map_or(pos, |(_, end)| end.max(pos)),
+    }
 }
 
 impl<'a> Journaler<'a, '_> {
@@ -208,14 +269,24 @@ impl<'a> Journaler<'a, '_> {
             super::apply::count(report, &item);
             if let Some(j) = self.journal.as_deref_mut() {
                 if !self.ahead.check(self.name, offset, len)? {
-                    let incoming = match &item {
-                        Item::Data { data, .. } => Incoming::Data(data),
-                        _ => Incoming::Zeroes,
-                    };
-                    if !j.save_old(self.dest, offset, len, incoming)? {
-                        // The destination already holds these bytes: no entry, no write.
-                        self.written += len;
-                        continue;
+                    match self.dest.whole_blocks(offset, len) {
+                        // Never skipped: see `journal_whole_blocks`.
+                        Some((start, end)) => {
+                            let to = &mut self.journaled_to;
+                            journal_whole_blocks(j, self.dest, to, start, end)?;
+                        }
+                        None => {
+                            let incoming = match &item {
+                                Item::Data { data, .. } => Incoming::Data(data),
+                                _ => Incoming::Zeroes,
+                            };
+                            if !j.save_old(self.dest, offset, len, incoming)? {
+                                // The destination already holds these bytes: no entry, no
+                                // write.
+                                self.written += len;
+                                continue;
+                            }
+                        }
                     }
                 }
             } else if self.behind.is_some() && !self.ahead.check(self.name, offset, len)? {
@@ -239,9 +310,12 @@ impl<'a> Journaler<'a, '_> {
     /// Queue making the batch's journal entries durable, then give it to the writer, which
     /// waits for that before writing.
     fn hand_over(&mut self, batch: Vec<Item>) -> Result<()> {
+        // Where its last write ends: past the record's end if widened to whole blocks.
         let Some(end) = batch.last().map(|it| match it {
-            Item::Data { offset, data } => offset + data.len() as u64,
-            Item::Zero { offset, len } | Item::Discard { offset, len } => offset + len,
+            Item::Data { offset, data } => block_end(self.dest, offset + data.len() as u64),
+            Item::Zero { offset, len } | Item::Discard { offset, len } => {
+                block_end(self.dest, offset + len)
+            }
             Item::Checkpoint(_) | Item::Resume(_) => 0,
         }) else {
             return Ok(());
@@ -362,7 +436,7 @@ fn write_batch(d: &Destination, batch: Vec<Item>) -> Result<u64> {
     for it in batch {
         match it {
             Item::Data { offset, data } => {
-                d.write_at(&data, offset)?;
+                d.write_data(&data, offset)?;
                 done += data.len() as u64;
             }
             Item::Zero { offset, len } | Item::Discard { offset, len } => {
@@ -374,4 +448,91 @@ fn write_batch(d: &Destination, batch: Vec<Item>) -> Result<u64> {
     }
     test_hooks::delay();
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{apply_stream_held, ApplyOptions};
+    use super::*;
+    use crate::stream::record::{Compression, DataRecord};
+    use crate::stream::{Fingerprint, Header, StreamWriter};
+    use crate::units::Bytes;
+
+    const BLOCK: u64 = 128 << 10;
+    const SIZE: u64 = 4 * BLOCK;
+
+    /// A full stream of small records, every third a zero record, all in the first pool
+    /// block (more than two batches of them) and one in the last; the destination's bytes
+    /// after applying it.
+    fn stream_and_target(old: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let mut records = Vec::new();
+        for i in 0..1100u64 {
+            let fill = (i % 3 != 0).then_some((i % 250) as u8 + 1);
+            records.push((i * 119 + 7, 50, fill));
+        }
+        records.push((3 * BLOCK + 1000, 3000, Some(0xAB)));
+        let touched = records.iter().map(|r| r.1).sum();
+        let header = Header {
+            source: "t".into(),
+            source_uuid: String::new(),
+            device_size: Bytes(SIZE),
+            base_size: Bytes(0),
+            block_size: Bytes(4096),
+            base: Fingerprint::NONE,
+            target: Fingerprint([9; 32]),
+            created_unix: 1,
+            touched_bytes: Bytes(touched),
+        };
+        let mut w = StreamWriter::new(Vec::new(), "t", &header).unwrap();
+        let mut target = old.to_vec();
+        for (offset, len, fill) in records {
+            let plain = vec![fill.unwrap_or(0); len as usize];
+            match fill {
+                Some(_) => w
+                    .data(&DataRecord {
+                        offset,
+                        plain_len: len as u32,
+                        compression: Compression::None,
+                        hash: *blake3::hash(&plain).as_bytes(),
+                        payload: &plain,
+                    })
+                    .unwrap(),
+                None => w.zero(offset, len).unwrap(),
+            }
+            target[offset as usize..(offset + len) as usize].copy_from_slice(&plain);
+        }
+        (w.finish().unwrap().0, target)
+    }
+
+    /// A destination written in whole pool blocks (a file standing in for a thin LV whose
+    /// pool skips zeroing) ends equal to the target after an apply, and exactly as it was
+    /// after one rolled back: records of three batches share one block, so journaling that
+    /// block again for a later batch would record the first batch's new bytes, and the
+    /// rollback would restore those.
+    #[test]
+    fn whole_block_destination_is_applied_and_rolled_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nz");
+        let old: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8 | 0x80).collect();
+        let (stream, target) = stream_and_target(&old);
+        let opts = ApplyOptions {
+            state_dir: dir.path().join("state"),
+            force: false,
+            grow: false,
+            dry_run: false,
+            unsafe_no_journal: false,
+            snapback: None,
+            resumable: false,
+            resume: false,
+            resume_if_continuation: false,
+        };
+        // Cut before its trailer: every batch but the last written, then rolled back.
+        std::fs::write(&path, &old).unwrap();
+        let d = Destination::skipping_zeroing_for_test(&path, BLOCK);
+        let cut = &stream[..stream.len() - 30];
+        assert!(apply_stream_held(cut, "cut", &d, &opts, &mut |_, _| {}).is_err());
+        assert!(std::fs::read(&path).unwrap() == old, "rolled back exactly");
+        apply_stream_held(&stream[..], "whole", &d, &opts, &mut |_, _| {}).unwrap();
+        assert!(std::fs::read(&path).unwrap() == target, "applied exactly");
+    }
 }

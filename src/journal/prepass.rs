@@ -64,6 +64,11 @@ impl Covered {
         Err(changed(name, offset, len))
     }
 
+    /// The end of the journaled-ahead part (0 if none).
+    pub(super) fn end(&self) -> u64 {
+        self.ranges.last().map_or(0, |&(_, end)| end)
+    }
+
     /// Record a journaled range; false (and nothing recorded) once the list is full.
     fn push(&mut self, offset: u64, len: u64) -> bool {
         let full = self.ranges.len() >= MAX_RANGES;
@@ -275,6 +280,9 @@ fn journal_all(ahead: &Ahead, old: &Destination, j: &mut UndoJournal) -> Result<
                     return Ok(());
                 }
                 if let Some(&(start, end)) = st.covered.ranges.get(idx) {
+                    // A destination written in whole blocks has them journaled whole, each
+                    // once (see `pipeline::journal_whole_blocks`): `pos` only moves forward.
+                    let (start, end) = old.whole_blocks(start, end - start).unwrap_or((start, end));
                     let from = pos.max(start);
                     if from < end {
                         break Some((from, (end - from).min(piece)));

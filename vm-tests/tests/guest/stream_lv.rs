@@ -70,15 +70,24 @@ fn fill_junk(dev: &str) {
 
 /// Assert devices `got` and `want` hold the same bytes; name the first differing offset.
 pub(crate) fn assert_same(got: &str, want: &str, what: &str) {
+    if let Some(d) = difference(got, want, what) {
+        panic!("{d}");
+    }
+}
+
+/// Where devices `got` and `want` first differ, as a message starting with `what`; `None` if
+/// they hold the same bytes.
+pub(crate) fn difference(got: &str, want: &str, what: &str) -> Option<String> {
     let a = std::fs::read(got).unwrap_or_else(|e| panic!("read {got}: {e}"));
     let b = std::fs::read(want).unwrap_or_else(|e| panic!("read {want}: {e}"));
-    assert_eq!(a.len(), b.len(), "{what}: {got} and {want} differ in size");
-    if let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) {
-        panic!(
-            "{what}: {got} differs from {want} at byte {i} ({:#04x} != {:#04x})",
-            a[i], b[i]
-        );
+    if a.len() != b.len() {
+        return Some(format!("{what}: {got} and {want} differ in size"));
     }
+    let i = a.iter().zip(&b).position(|(x, y)| x != y)?;
+    Some(format!(
+        "{what}: {got} differs from {want} at byte {i} ({:#04x} != {:#04x})",
+        a[i], b[i]
+    ))
 }
 
 /// `lvmsync <args>`; panic with its stderr unless it succeeds.
@@ -103,7 +112,17 @@ pub(crate) fn send_apply(send_args: &[&str], dest: &str, state: &str, file: &str
 }
 
 /// `lvmsync send <send_args> --to - | lvmsync receive <dest>`.
-fn send_receive(send_args: &[&str], dest: &str, state: &str) {
+pub(crate) fn send_receive(send_args: &[&str], dest: &str, state: &str) {
+    send_receive_with(send_args, &[], dest, state);
+}
+
+/// [`send_receive`] with `receive_args` added to the receive (e.g. `--force`).
+pub(crate) fn send_receive_with(
+    send_args: &[&str],
+    receive_args: &[&str],
+    dest: &str,
+    state: &str,
+) {
     let mut send = Command::new(lvmsync_bin())
         .args([&["send", "--progress", "none"], send_args, &["--to", "-"]].concat())
         .stdout(Stdio::piped())
@@ -111,7 +130,9 @@ fn send_receive(send_args: &[&str], dest: &str, state: &str) {
         .spawn()
         .expect("spawn lvmsync send");
     let recv = Command::new(lvmsync_bin())
-        .args(["receive", "--progress", "none", "--state-dir", state, dest])
+        .args(["receive", "--progress", "none", "--state-dir", state])
+        .args(receive_args)
+        .arg(dest)
         .stdin(Stdio::from(send.stdout.take().unwrap()))
         .output()
         .expect("run lvmsync receive");
