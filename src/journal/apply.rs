@@ -217,6 +217,15 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
         let held = held.ok_or_else(|| {
             dest_err(dest, "does not exist, so there is nothing to resume".into())
         })?;
+        if held.writes_whole_blocks() {
+            return Err(dest_err(
+                dest,
+                "is a thin LV in a pool that skips zeroing new blocks (-Zn), which lvmsync \
+                 writes in whole pool blocks: an interrupted apply to it can't be resumed. \
+                 Roll it back with `lvmsync recover` and send the whole stream again"
+                    .into(),
+            ));
+        }
         let (journal, cp) = super::resume::prepare(&paths, &h, held)?;
         let marker = match first.take() {
             Some(item) => Some(item),
@@ -253,7 +262,17 @@ fn apply_inner<R: Read + Send, P: Read + Send>(
             journal_need(&h, span),
         )?)
     };
-    let resumable = opts.resumable || resume;
+    // A destination written in whole pool blocks is never kept half-done (see
+    // `Destination::writes_whole_blocks`): a failure rolls it back.
+    let whole_blocks = held.is_some_and(Destination::writes_whole_blocks);
+    if opts.resumable && whole_blocks {
+        tracing::warn!(
+            dest = %dest.display(),
+            "a thin LV whose pool skips zeroing new blocks: if this apply fails it is rolled \
+             back, not kept for --resume"
+        );
+    }
+    let resumable = (opts.resumable || resume) && !whole_blocks;
     let ahead = Ahead::default();
     // Set once the destination may be written (it is open, claimed, from the start): a
     // failure before it wrote nothing.

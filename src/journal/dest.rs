@@ -140,6 +140,15 @@ impl Destination {
         }
     }
 
+    /// Whether this destination is written in whole pool blocks (a thin LV whose pool skips
+    /// zeroing new blocks). Such an apply is never kept half-done for `--resume`: its undo
+    /// entries cover whole blocks, which a resumed apply (or one from an lvmsync that wrote
+    /// records exactly) could not continue without journaling a block twice or not at all,
+    /// so it is rolled back instead, and a kept apply is not resumed into it.
+    pub fn writes_whole_blocks(&self) -> bool {
+        matches!(self.thin, ThinKind::SkipsZeroing { .. })
+    }
+
     /// Write a record's `data` at `offset`. On a thin LV whose pool skips zeroing new blocks
     /// the write covers whole pool blocks: the parts of its first and last block outside the
     /// record are read first and written back as read. A block not provisioned yet reads
@@ -193,8 +202,8 @@ impl Destination {
     /// in whole pool blocks as [`Self::write_data`] does; write zeroes on other devices (a
     /// linear LV's new extents hold whatever their disk had). Leaving bytes that already read
     /// zeroes unwritten changes nothing a rollback or a reader could see. (Restoring a
-    /// journal's zero entries goes through here too: those cover whole blocks of a
-    /// destination whose pool skips zeroing, so widening them changes nothing.)
+    /// journal's zero entries goes through here too; widened, they write back what the rest
+    /// of their first and last blocks reads, and the entries for those parts restore them.)
     pub fn zero_range(&self, offset: u64, len: u64) -> Result<()> {
         if !self.is_block {
             use nix::fcntl::{fallocate, FallocateFlags};

@@ -112,11 +112,17 @@ pub(super) fn run_records<R: Read + Send>(
             None => (None, journal.as_deref().map(UndoJournal::durable)),
         };
         let writer = s.spawn(move || write_batches(d, durable.as_ref(), &work, &done_tx));
-        // Whole blocks are journaled once each: those the journaling thread covered, and on
-        // a resumed apply those of the records before its checkpoint, are done.
+        // Whole blocks are journaled once each: those the journaling thread covered are done.
+        // A resumed apply has journaled the records before its checkpoint (exactly: a
+        // destination written in whole blocks is never resumed, `apply.rs`).
         let resumed_from = journal.as_deref().and_then(UndoJournal::progress);
-        let journaled_to = block_end(d, ahead.end())
-            .max(resumed_from.map_or(0, |cp| block_end(d, cp.resume_offset)));
+        let journaled_to = block_end(d, ahead.end()).max(resumed_from.map_or(0, |cp| {
+            debug_assert!(
+                !d.writes_whole_blocks(),
+                "whole-block applies are not resumed"
+            );
+            cp.resume_offset
+        }));
         let mut j = Journaler {
             dest: d,
             name,
@@ -465,6 +471,11 @@ mod tests {
     /// block (more than two batches of them) and one in the last; the destination's bytes
     /// after applying it.
     fn stream_and_target(old: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        stream_and_target_every(old, None)
+    }
+
+    /// [`stream_and_target`], with a checkpoint every `checkpoint_every` stream bytes.
+    fn stream_and_target_every(old: &[u8], checkpoint_every: Option<u64>) -> (Vec<u8>, Vec<u8>) {
         let mut records = Vec::new();
         for i in 0..1100u64 {
             let fill = (i % 3 != 0).then_some((i % 250) as u8 + 1);
@@ -484,6 +495,9 @@ mod tests {
             touched_bytes: Bytes(touched),
         };
         let mut w = StreamWriter::new(Vec::new(), "t", &header).unwrap();
+        if let Some(every) = checkpoint_every {
+            w.set_checkpoint_every(every);
+        }
         let mut target = old.to_vec();
         for (offset, len, fill) in records {
             let plain = vec![fill.unwrap_or(0); len as usize];
@@ -534,5 +548,49 @@ mod tests {
         assert!(std::fs::read(&path).unwrap() == old, "rolled back exactly");
         apply_stream_held(&stream[..], "whole", &d, &opts, &mut |_, _| {}).unwrap();
         assert!(std::fs::read(&path).unwrap() == target, "applied exactly");
+    }
+
+    /// A destination written in whole pool blocks is never kept half-done: a resumable apply
+    /// cut after its checkpoints is rolled back (its whole-block undo entries could not be
+    /// continued by a resumed apply), and a resume into it is refused before anything is
+    /// written (review finding: an apply resumed across a change of write mode tore it).
+    #[test]
+    fn whole_block_destination_is_not_kept_for_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nz");
+        let old: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8 | 0x40).collect();
+        let (stream, _) = stream_and_target_every(&old, Some(4096));
+        let mut opts = ApplyOptions {
+            state_dir: dir.path().join("state"),
+            force: false,
+            grow: false,
+            dry_run: false,
+            unsafe_no_journal: false,
+            snapback: None,
+            resumable: true,
+            resume: false,
+            resume_if_continuation: false,
+        };
+        std::fs::write(&path, &old).unwrap();
+        let d = Destination::skipping_zeroing_for_test(&path, BLOCK);
+        let cut = &stream[..stream.len() - 30];
+        let err = apply_stream_held(cut, "cut", &d, &opts, &mut |_, _| {}).unwrap_err();
+        assert!(
+            !err.to_string().contains("--resume"),
+            "kept for resume: {err}"
+        );
+        assert!(std::fs::read(&path).unwrap() == old, "rolled back exactly");
+        opts.resume = true;
+        let err = apply_stream_held(&stream[..], "again", &d, &opts, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("skips zeroing") && err.contains("lvmsync recover"),
+            "{err}"
+        );
+        assert!(
+            std::fs::read(&path).unwrap() == old,
+            "a refused resume wrote"
+        );
     }
 }
