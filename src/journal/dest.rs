@@ -169,22 +169,30 @@ impl Destination {
     }
 
     /// Write `data` (zeroes if `None`) over `[offset, offset+len)`, widened as `w`: the
-    /// partial first and last blocks are read, overlaid and written whole.
+    /// partial first and last blocks are read, overlaid and written whole, in pieces of at
+    /// most [`IO_PIECE`] (a pool block may be up to 1 GiB; every byte of it is written, so
+    /// which piece's write provisions the block does not matter).
     fn write_widened(&self, w: Widened, offset: u64, len: u64, data: Option<&[u8]>) -> Result<()> {
         let end = offset + len;
+        let mut buf = Vec::new();
         for (from, to) in [(w.start, w.head_end), (w.tail_start, w.end)] {
-            if from < to {
-                let mut buf = vec![0u8; (to - from) as usize];
-                self.read_at(&mut buf, from)?;
-                let (a, b) = (offset.max(from), end.min(to));
-                let part = &mut buf[(a - from) as usize..(b - from) as usize];
-                match data {
-                    Some(d) => {
-                        part.copy_from_slice(&d[(a - offset) as usize..(b - offset) as usize])
+            let mut pos = from;
+            while pos < to {
+                let n = (to - pos).min(IO_PIECE);
+                buf.resize(n as usize, 0);
+                self.read_at(&mut buf, pos)?;
+                let (a, b) = (offset.max(pos), end.min(pos + n));
+                if a < b {
+                    let part = &mut buf[(a - pos) as usize..(b - pos) as usize];
+                    match data {
+                        Some(d) => {
+                            part.copy_from_slice(&d[(a - offset) as usize..(b - offset) as usize])
+                        }
+                        None => part.fill(0),
                     }
-                    None => part.fill(0),
                 }
-                self.write_at(&buf, from)?;
+                self.write_at(&buf, pos)?;
+                pos += n;
             }
         }
         let (a, b) = (w.head_end, w.tail_start);
@@ -456,33 +464,34 @@ mod tests {
     #[test]
     fn widened_writes_keep_the_bytes_around_the_record() {
         const B: u64 = 65536;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nz");
-        let size = 6 * B + 8192;
-        let mut want: Vec<u8> = (0..size).map(|i| (i % 251) as u8 | 1).collect();
-        std::fs::write(&path, &want).unwrap();
-        let d = Destination::skipping_zeroing_for_test(&path, 2 * B);
-        assert_eq!(d.whole_blocks(B, 4096), Some((0, 2 * B)));
-        assert_eq!(d.whole_blocks(5 * B, B), Some((4 * B, 6 * B)));
-        assert_eq!(d.whole_blocks(5 * B, B + 1), Some((4 * B, size)));
-        let records: [(u64, u64, Option<u8>); 5] = [
-            (4096, 4096, Some(0xA1)),
-            (3 * B - 100, 2 * B + 300, Some(0xA2)),
-            (B + 5, 7, None),
-            (5 * B, B + 8192, None),
-            (2 * B, 2 * B, Some(0xA3)),
-        ];
-        for (offset, len, fill) in records {
-            let range = offset as usize..(offset + len) as usize;
-            match fill {
-                Some(b) => d.write_data(&vec![b; len as usize], offset).unwrap(),
-                None => d.zero_range(offset, len).unwrap(),
+        // Pool blocks of 128 KiB, and of 3 MiB (read and written back in 1 MiB pieces).
+        for (block, size) in [(2 * B, 6 * B + 8192), (48 * B, 100 * B + 8192)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("nz");
+            let mut want: Vec<u8> = (0..size).map(|i| (i % 251) as u8 | 1).collect();
+            std::fs::write(&path, &want).unwrap();
+            let d = Destination::skipping_zeroing_for_test(&path, block);
+            assert_eq!(d.whole_blocks(B, 4096), Some((0, block.min(size))));
+            let records: [(u64, u64, Option<u8>); 6] = [
+                (4096, 4096, Some(0xA1)),
+                (3 * B - 100, 2 * B + 300, Some(0xA2)),
+                (B + 5, 7, None),
+                (5 * B, B + 8192, None),
+                (2 * B, 2 * B, Some(0xA3)),
+                (size - 5000, 4000, Some(0xA4)),
+            ];
+            for (offset, len, fill) in records {
+                let range = offset as usize..(offset + len) as usize;
+                match fill {
+                    Some(b) => d.write_data(&vec![b; len as usize], offset).unwrap(),
+                    None => d.zero_range(offset, len).unwrap(),
+                }
+                want[range].fill(fill.unwrap_or(0));
+                assert!(
+                    std::fs::read(&path).unwrap() == want,
+                    "block {block}: after {offset}+{len}"
+                );
             }
-            want[range].fill(fill.unwrap_or(0));
-            assert!(
-                std::fs::read(&path).unwrap() == want,
-                "after {offset}+{len}"
-            );
         }
     }
 }
