@@ -155,6 +155,12 @@ impl Error {
             Error::Integrity { .. } => ErrorClass::Integrity,
             Error::Transport { .. } => ErrorClass::Transport,
             Error::BaseMismatch { .. } => ErrorClass::BaseMismatch,
+            // Out of space (a full journal directory mid-apply, a full filesystem under a
+            // destination file or a delta file): the destination can't take the stream, the
+            // class the journal-space check before an apply gives.
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+                ErrorClass::Destination
+            }
             Error::Io { .. } | Error::Device { .. } => ErrorClass::Other,
             Error::Remote { class, .. } => *class,
             Error::Panicked { during, .. } => {
@@ -214,5 +220,19 @@ impl ErrorClass {
         ]
         .into_iter()
         .find(|c| *c as u8 == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Running out of space is the destination's class (4), as the journal-space check
+    /// before an apply says it; other I/O errors stay "other" (1).
+    #[test]
+    fn out_of_space_is_the_destination_class() {
+        let io = |code| Error::io("/j", std::io::Error::from_raw_os_error(code));
+        assert_eq!(io(nix::libc::ENOSPC).class(), ErrorClass::Destination);
+        assert_eq!(io(nix::libc::EIO).class(), ErrorClass::Other);
     }
 }

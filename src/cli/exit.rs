@@ -42,7 +42,7 @@ Exit codes:
   2  usage error, or a subcommand that is not implemented yet
   3  the source is unusable or its metadata is corrupt (run a full sync)
   4  the destination can't take the stream (missing, too small, mounted or in use, no
-     journal space)
+     journal space, or a filesystem ran out of space while writing)
   5  a delta stream or journal failed verification (truncated, corrupted, unknown version);
      the destination was left unchanged (with --resumable: kept up to its last checkpoint)
   6  a network transport failed
