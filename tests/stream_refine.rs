@@ -102,7 +102,7 @@ impl Pair {
             stream,
             "t",
             dest,
-            &apply_opts(&self.path("st")),
+            &ApplyOptions::new(self.path("st")),
             &mut |_, _| {},
         )
         .unwrap()
@@ -118,20 +118,6 @@ fn items(stream: &[u8]) -> Vec<Item> {
         }
     }
     got
-}
-
-fn apply_opts(state: &Path) -> ApplyOptions {
-    ApplyOptions {
-        state_dir: state.to_path_buf(),
-        force: false,
-        grow: false,
-        dry_run: false,
-        unsafe_no_journal: false,
-        snapback: None,
-        resumable: false,
-        resume: false,
-        resume_if_continuation: false,
-    }
 }
 
 #[test]
@@ -227,7 +213,7 @@ fn a_cut_refined_stream_resumes_from_its_checkpoint() {
     let cut = &stream[..stream.len() / 2];
     let resumable = ApplyOptions {
         resumable: true,
-        ..apply_opts(&state)
+        ..ApplyOptions::new(&state)
     };
     apply_stream(cut, "t", &dest, &resumable, &mut |_, _| {}).unwrap_err();
     let paths = DestPaths::new(&state, &dest).unwrap();
@@ -271,7 +257,7 @@ fn a_cut_refined_stream_resumes_from_its_checkpoint() {
     );
     let resume = ApplyOptions {
         resume: true,
-        ..apply_opts(&state)
+        ..ApplyOptions::new(&state)
     };
     apply_stream(&rest[..], "t", &dest, &resume, &mut |_, _| {}).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), new);

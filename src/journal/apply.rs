@@ -50,6 +50,24 @@ pub struct ApplyOptions {
     pub resume_if_continuation: bool,
 }
 
+impl ApplyOptions {
+    /// A plain journaled apply with its journal and state in `state_dir`: the base checked,
+    /// no growing, no snapback, not resumable. Callers set the fields they need on top.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        ApplyOptions {
+            state_dir: state_dir.into(),
+            force: false,
+            grow: false,
+            dry_run: false,
+            unsafe_no_journal: false,
+            snapback: None,
+            resumable: false,
+            resume: false,
+            resume_if_continuation: false,
+        }
+    }
+}
+
 /// What an apply did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyReport {

@@ -529,17 +529,7 @@ mod tests {
         let path = dir.path().join("nz");
         let old: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8 | 0x80).collect();
         let (stream, target) = stream_and_target(&old);
-        let opts = ApplyOptions {
-            state_dir: dir.path().join("state"),
-            force: false,
-            grow: false,
-            dry_run: false,
-            unsafe_no_journal: false,
-            snapback: None,
-            resumable: false,
-            resume: false,
-            resume_if_continuation: false,
-        };
+        let opts = ApplyOptions::new(dir.path().join("state"));
         // Cut before its trailer: every batch but the last written, then rolled back.
         std::fs::write(&path, &old).unwrap();
         let d = Destination::skipping_zeroing_for_test(&path, BLOCK);
@@ -561,15 +551,8 @@ mod tests {
         let old: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8 | 0x40).collect();
         let (stream, _) = stream_and_target_every(&old, Some(4096));
         let mut opts = ApplyOptions {
-            state_dir: dir.path().join("state"),
-            force: false,
-            grow: false,
-            dry_run: false,
-            unsafe_no_journal: false,
-            snapback: None,
             resumable: true,
-            resume: false,
-            resume_if_continuation: false,
+            ..ApplyOptions::new(dir.path().join("state"))
         };
         std::fs::write(&path, &old).unwrap();
         let d = Destination::skipping_zeroing_for_test(&path, BLOCK);
