@@ -292,6 +292,28 @@ fn kill_9_during_recovery_leaves_base_or_committed_target() {
     let _ = &f.dir;
 }
 
+/// `lvmsync apply [extra] delta dest --state-dir st` with the test `hooks` set.
+fn apply_hooked(
+    hooks: &[(&str, &str)],
+    extra: &[&str],
+    delta: &Path,
+    dest: &Path,
+    st: &Path,
+) -> std::process::Output {
+    let mut c = bin();
+    for (var, value) in hooks {
+        c.test_hook(var, value);
+    }
+    c.args(["apply", "--progress", "none"])
+        .args(extra)
+        .arg(delta)
+        .arg(dest)
+        .arg("--state-dir")
+        .arg(st)
+        .output()
+        .unwrap()
+}
+
 /// Assert the apply in `o` failed with an error naming the journaling thread's panic (and
 /// `cause`, the apply's own failure) instead of dying of the panic (exit 101), with exit
 /// code `code`: that of the apply's own failure, or 8 (internal error) without one.
@@ -337,29 +359,26 @@ fn applied_full_and_delta(d: &tempfile::TempDir, seed: u64, target_seed: u64) ->
 #[test]
 fn journaling_thread_panic_after_failed_verification_is_an_error() {
     let d = tmp();
-    let Applied {
-        v0,
-        dest,
-        st,
-        delta,
-    } = applied_full_and_delta(&d, 4242, 99);
-    let mut bad = std::fs::read(&delta).unwrap();
+    let a = applied_full_and_delta(&d, 4242, 99);
+    let mut bad = std::fs::read(&a.delta).unwrap();
     let n = bad.len();
     bad[n * 3 / 4] ^= 0x5a;
-    std::fs::write(&delta, &bad).unwrap();
-    let o = bin()
-        .test_hook("LVMSYNC_TEST_JOURNALING_PANICS", "1")
-        .args(["apply", "--progress", "none"])
-        .arg(&delta)
-        .arg(&dest)
-        .arg("--state-dir")
-        .arg(&st)
-        .output()
-        .unwrap();
+    std::fs::write(&a.delta, &bad).unwrap();
+    let o = apply_hooked(
+        &[("LVMSYNC_TEST_JOURNALING_PANICS", "1")],
+        &[],
+        &a.delta,
+        &a.dest,
+        &a.st,
+    );
     // A corrupt stream: exit 5, as without the panic.
     assert_panic_reported(&o, "checksum", 5);
-    assert_eq!(file_hash(&dest), file_hash(&v0), "the destination changed");
-    let journal = std::fs::read_dir(&st).unwrap().any(|e| {
+    assert_eq!(
+        file_hash(&a.dest),
+        file_hash(&a.v0),
+        "the destination changed"
+    );
+    let journal = std::fs::read_dir(&a.st).unwrap().any(|e| {
         e.unwrap()
             .path()
             .extension()
@@ -381,17 +400,12 @@ fn journaling_thread_panic_after_failed_grow_is_an_error() {
     write(&img, &make_image(2 * SIZE, 808));
     send_delta(None, &img, &full);
     let before = lo.hash();
-    let o = bin()
-        // Slow journaling: the thread is still at work when the grow fails and stops it.
-        .test_hook("LVMSYNC_TEST_SLOW_MS", "20")
-        .test_hook("LVMSYNC_TEST_JOURNALING_PANICS", "1")
-        .args(["apply", "--progress", "none", "--grow"])
-        .arg(&full)
-        .arg(&lo.path)
-        .arg("--state-dir")
-        .arg(&st)
-        .output()
-        .unwrap();
+    // Slow journaling: the thread is still at work when the grow fails and stops it.
+    let hooks = [
+        ("LVMSYNC_TEST_SLOW_MS", "20"),
+        ("LVMSYNC_TEST_JOURNALING_PANICS", "1"),
+    ];
+    let o = apply_hooked(&hooks, &["--grow"], &full, &lo.path, &st);
     // A destination that can't take the stream: exit 4, as without the panic.
     assert_panic_reported(&o, "can't be resized", 4);
     assert_eq!(lo.hash(), before, "the device changed");
@@ -403,28 +417,18 @@ fn journaling_thread_panic_after_failed_grow_is_an_error() {
 #[test]
 fn journaling_thread_panic_alone_is_an_internal_error() {
     let d = tmp();
-    let Applied {
-        v0,
-        dest,
-        st,
-        delta,
-    } = applied_full_and_delta(&d, 5151, 77);
+    let a = applied_full_and_delta(&d, 5151, 77);
     for slow in ["0", "20"] {
-        let o = bin()
-            // Slow journaling: the writer waits for it, and finds it stopped by the panic.
-            .test_hook("LVMSYNC_TEST_SLOW_MS", slow)
-            .test_hook("LVMSYNC_TEST_JOURNALING_PANICS", "1")
-            .args(["apply", "--progress", "none"])
-            .arg(&delta)
-            .arg(&dest)
-            .arg("--state-dir")
-            .arg(&st)
-            .output()
-            .unwrap();
+        // Slow journaling: the writer waits for it, and finds it stopped by the panic.
+        let hooks = [
+            ("LVMSYNC_TEST_SLOW_MS", slow),
+            ("LVMSYNC_TEST_JOURNALING_PANICS", "1"),
+        ];
+        let o = apply_hooked(&hooks, &[], &a.delta, &a.dest, &a.st);
         assert_panic_reported(&o, "", 8);
         assert_eq!(
-            file_hash(&dest),
-            file_hash(&v0),
+            file_hash(&a.dest),
+            file_hash(&a.v0),
             "slow {slow}: the destination changed"
         );
     }
