@@ -116,13 +116,8 @@ pub(super) fn run_records<R: Read + Send>(
         // A resumed apply has journaled the records before its checkpoint (exactly: a
         // destination written in whole blocks is never resumed, `apply.rs`).
         let resumed_from = journal.as_deref().and_then(UndoJournal::progress);
-        let journaled_to = block_end(d, ahead.end()).max(resumed_from.map_or(0, |cp| {
-            debug_assert!(
-                !d.writes_whole_blocks(),
-                "whole-block applies are not resumed"
-            );
-            cp.resume_offset
-        }));
+        let journaled_to =
+            block_end(d, ahead.end()).max(resumed_from.map_or(0, |cp| cp.resume_offset));
         let mut j = Journaler {
             dest: d,
             name,
@@ -190,10 +185,11 @@ struct Journaler<'a, 'p> {
 ///   forward; a later record in the same block journals only what lies past `journaled_to`).
 ///   Its entry thus holds the block's bytes before the apply. Journaling the block again
 ///   later would record the earlier record's *new* bytes, and recovery, restoring entries in
-///   order, would end with those: hence exactly once. A resumed apply starts past the blocks
-///   of the records before its checkpoint (journaled by the interrupted apply, whose entries
-///   up to the checkpoint stay), a pipeline that takes over from journaling ahead past the
-///   blocks that thread journaled.
+///   order, would end with those: hence exactly once. A pipeline that takes over from
+///   journaling ahead starts past the blocks that thread journaled. Such an apply is never
+///   kept for `--resume` nor resumed (`apply.rs`): the block holding a checkpoint would be
+///   journaled twice by a resumed apply, or not at all if the kept journal's entries were
+///   exact (an older lvmsync's, or the pool's zeroing switched in between).
 /// - Logically the widened parts are rewritten with the bytes they had, so without a crash
 ///   the new state is exactly the stream's. But a write is made durable by writeback in
 ///   pages, not atomically: a crash may leave a newly provisioned block with only some of
