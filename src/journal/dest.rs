@@ -131,10 +131,15 @@ impl Destination {
     /// `[offset, offset+len)` rewrites, as `(start, end)`. `None` on every other destination,
     /// where writes land exactly where they are asked for.
     pub fn whole_blocks(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
+        self.widened(offset, len).map(|w| (w.start, w.end))
+    }
+
+    /// A write of `[offset, offset+len)` widened to whole pool blocks, on a thin LV whose
+    /// pool skips zeroing new blocks; `None` elsewhere.
+    fn widened(&self, offset: u64, len: u64) -> Option<Widened> {
         match self.thin {
             ThinKind::SkipsZeroing { block } => {
-                let w = Widened::new(offset, len, block.0, self.size_at_open);
-                Some((w.start, w.end))
+                Some(Widened::new(offset, len, block.0, self.size_at_open))
             }
             _ => None,
         }
@@ -159,12 +164,10 @@ impl Destination {
     /// of such a destination, so a write torn by a crash is undone too: see
     /// `pipeline::Journaler`.)
     pub fn write_data(&self, data: &[u8], offset: u64) -> Result<()> {
-        match self.thin {
-            ThinKind::SkipsZeroing { block } => {
-                let w = Widened::new(offset, data.len() as u64, block.0, self.size_at_open);
-                self.write_widened(w, offset, data.len() as u64, Some(data))
-            }
-            _ => self.write_at(data, offset),
+        let len = data.len() as u64;
+        match self.widened(offset, len) {
+            Some(w) => self.write_widened(w, offset, len, Some(data)),
+            None => self.write_at(data, offset),
         }
     }
 
@@ -222,13 +225,12 @@ impl Destination {
                 }
             }
         }
+        if let Some(w) = self.widened(offset, len) {
+            return self.write_widened(w, offset, len, None);
+        }
         match self.thin {
             ThinKind::Zeroing => self.zero_where_not_zero(offset, len),
-            ThinKind::SkipsZeroing { block } => {
-                let w = Widened::new(offset, len, block.0, self.size_at_open);
-                self.write_widened(w, offset, len, None)
-            }
-            ThinKind::NotThin => self.write_zeroes(offset, len),
+            _ => self.write_zeroes(offset, len),
         }
     }
 
